@@ -1,0 +1,3 @@
+from bootc_py.cli import main
+
+main()

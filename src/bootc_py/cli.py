@@ -1,0 +1,85 @@
+"""Command line entry point.
+
+Thin by design: each command module under `commands/` parses options into config objects and
+calls library code. This module is the only place that turns a BootcPyError into an exit code
+and a one-line message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from bootc_py import __version__, log
+from bootc_py.commands import build, container, image, install
+from bootc_py.errors import BootcPyError
+
+app = typer.Typer(
+    name="bootc-py",
+    help=(
+        "Make bootable container images boot.\n\n"
+        "Install an image onto a disk (install to-disk), turn it into VM disks or installer\n"
+        "media (build), and keep an installed host up to date from its registry."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(image.app, name="image")
+app.add_typer(install.app, name="install")
+app.add_typer(container.app, name="container")
+app.command("build")(build.build)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bootc-py {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="More output: -v for details, -vv for every command run."),
+    progress_fd: int = typer.Option(None, "--progress-fd", metavar="FD",
+                                    help="Write progress as JSON lines to this file descriptor."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    log.setup(verbose=verbose, progress_fd=progress_fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every BootcPyError becomes `error: <message>` and a non-zero exit."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except BootcPyError as exc:
+        logging.getLogger("bootc_py").debug("error details", exc_info=True)
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.
+    if isinstance(result, int) and result != 0:
+        sys.exit(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The one subprocess boundary: every external program bootc-py runs goes through here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bootc_py.errors import CommandError, ToolMissingError
+
+log = logging.getLogger("bootc_py.run")
+
+# Which Debian package provides a program, so a missing one gets a useful hint.
+PACKAGE_OF: dict[str, str] = {
+    "ostree": "ostree",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "podman": "podman",
+    "mkfs.xfs": "xfsprogs",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.btrfs": "btrfs-progs",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mmd": "mtools",
+    "mdir": "mtools",
+    "mtype": "mtools",
+    "mdel": "mtools",
+    "mdeltree": "mtools",
+    "grub-install": "grub2-common",
+    "grub-mkimage": "grub-common",
+    "qemu-img": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "losetup": "mount",
+    "partx": "util-linux",
+    "blkid": "util-linux",
+    "wipefs": "util-linux",
+    "sgdisk": "gdisk",
+    "xorriso": "xorriso",
+    "mksquashfs": "squashfs-tools",
+    "chattr": "e2fsprogs",
+    "mmdebstrap": "mmdebstrap",
+    "docker-registry": "docker-registry",
+    "udevadm": "udev",
+}
+
+STDERR_TAIL = 4000
+
+
+def which(tool: str) -> str:
+    """Absolute path of `tool`, or ToolMissingError naming the package to install."""
+    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not found:
+        raise ToolMissingError(tool, PACKAGE_OF.get(tool))
+    return found
+
+
+def have(tool: str) -> bool:
+    try:
+        which(tool)
+    except ToolMissingError:
+        return False
+    return True
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    input: bytes | str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a program; raise CommandError on failure with the tail of its stderr.
+
+    stdout is captured (as text) only with `capture=True`; stderr is always captured so a
+    failure can say why, and is echoed at debug level. `quiet` keeps stdout off the terminal.
+    """
+    args = [os.fspath(a) for a in argv]
+    exe = which(args[0])
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    log.debug("run: %s", shlex.join(args))
+    data = input.encode() if isinstance(input, str) else input
+    try:
+        proc = subprocess.run(
+            [exe, *args[1:]],
+            input=data,
+            stdout=subprocess.PIPE if (capture or quiet) else None,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=full_env,
+            check=False,
+        )
+    except OSError as exc:  # e.g. exec format error, permission denied
+        raise CommandError(args, 127, str(exc)) from exc
+    stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
+    stderr = proc.stderr.decode(errors="replace") if proc.stderr is not None else ""
+    if stderr.strip():
+        log.debug("%s stderr: %s", Path(args[0]).name, stderr.strip()[-STDERR_TAIL:])
+    if check and proc.returncode != 0:
+        raise CommandError(args, proc.returncode, stderr[-STDERR_TAIL:])
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def output(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    input: bytes | str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a program and return its stdout (stripped of the trailing newline)."""
+    return run(argv, capture=True, input=input, cwd=cwd, env=env).stdout.rstrip("\n")

@@ -1,0 +1,40 @@
+"""Shared test setup.
+
+Markers come from the directory: tests/integration is `root`, tests/vm is `vm`. The fast
+iteration run is `pytest -m "not root and not vm"`; CI runs everything. A missing tool is a
+failure, never a skip: use `require_tool()`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "vm-fixtures"))
+
+
+def require_tool(*tools: str) -> None:
+    """Fail (not skip) the test when a program it needs is not installed."""
+    missing = [t for t in tools if not (shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin"))]
+    if missing:
+        pytest.fail(f"missing tools: {', '.join(missing)} (run scripts/setup.sh)", pytrace=False)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (loop devices, mounts)", pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO).parts
+        if len(parts) > 1 and parts[0] == "tests":
+            if parts[1] == "integration":
+                item.add_marker(pytest.mark.root)
+            elif parts[1] == "vm":
+                item.add_marker(pytest.mark.vm)
