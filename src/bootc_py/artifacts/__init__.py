@@ -1,0 +1,1 @@
+"""Disk images (raw, qcow2, vmdk, vhd) and other artifacts."""

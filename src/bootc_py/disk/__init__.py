@@ -1,0 +1,1 @@
+"""Disk discovery, partition plans and their application, loop devices and mounts."""

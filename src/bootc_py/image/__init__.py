@@ -1,0 +1,1 @@
+"""Image source: references, registry client, blob cache, flatten."""

@@ -1,0 +1,1 @@
+"""The install: ordered, named steps from a disk to a booting ostree deployment."""

@@ -1,0 +1,1 @@
+"""Import images into an ostree repository and commit them in ostree layout."""

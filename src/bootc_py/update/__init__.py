@@ -1,0 +1,1 @@
+"""The updater on an installed host: status, upgrade, switch, rollback."""
