@@ -1,0 +1,127 @@
+"""Install the chosen bootloaders and keep their configuration in step with ostree.
+
+What was installed is recorded on /boot (bootc-py/bootloader.json), so the bootc-py inside the
+installed image can regenerate the configuration after any later deployment change, including
+at shutdown after ostree finalizes a staged deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bootc_py.bootloader import grub, systemd_boot
+from bootc_py.bootloader.bls import read_entries
+from bootc_py.errors import BootloaderError
+from bootc_py.run import run
+
+log = logging.getLogger(__name__)
+
+RECORD = "bootc-py/bootloader.json"  # relative to the /boot filesystem
+
+
+@dataclass(frozen=True)
+class BootloaderSetup:
+    grub_bios: bool
+    grub_efi: bool
+    systemd_boot: bool
+    boot_uuid: str
+    esp_uuid: str | None
+    timeout: int = 3
+
+    def __post_init__(self) -> None:
+        if self.grub_efi and self.systemd_boot:
+            raise BootloaderError("GRUB and systemd-boot cannot both own the ESP")
+        if (self.grub_efi or self.systemd_boot) and not self.esp_uuid:
+            raise BootloaderError("a UEFI bootloader needs an EFI system partition")
+
+    @property
+    def uses_esp(self) -> bool:
+        return self.grub_efi or self.systemd_boot
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, on in (("grub-bios", self.grub_bios), ("grub-efi", self.grub_efi),
+                                      ("systemd-boot", self.systemd_boot)) if on]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BootloaderSetup:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def load_setup(boot: Path) -> BootloaderSetup | None:
+    path = boot / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return BootloaderSetup.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BootloaderError(f"{path} is corrupt: {exc}") from exc
+
+
+def _open_esp(device: Path) -> systemd_boot.EspWriter:
+    from bootc_py.disk.esp import Esp  # the mtools writer
+
+    return Esp(device)
+
+
+def find_esp(setup: BootloaderSetup) -> Path:
+    if not setup.esp_uuid:
+        raise BootloaderError("no EFI system partition is recorded for this system")
+    res = run(["blkid", "-U", setup.esp_uuid], check=False, capture=True)
+    if res.returncode != 0 or not res.stdout.strip():
+        raise BootloaderError(f"the EFI system partition (UUID {setup.esp_uuid}) was not found")
+    return Path(res.stdout.strip())
+
+
+def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path | None,
+            esp_device: Path | None) -> None:
+    """Install the bootloaders of `setup`; `boot` is the mounted /boot filesystem."""
+    if setup.grub_bios:
+        if disk is None:
+            raise BootloaderError("GRUB for BIOS needs the whole disk to install to")
+        grub.install_bios(disk, boot, image_root)
+    if setup.uses_esp:
+        if esp_device is None:
+            raise BootloaderError("a UEFI bootloader needs the EFI system partition's device")
+        esp = _open_esp(esp_device)
+        if setup.grub_efi:
+            with tempfile.TemporaryDirectory(prefix="bootc-py-grub-") as tmp:
+                image = grub.build_efi_image(image_root, setup.boot_uuid,
+                                             Path(tmp) / "BOOTX64.EFI")
+                for directory in ("EFI", "EFI/BOOT"):
+                    esp.mkdir(directory)
+                esp.copy(image, "EFI/BOOT/BOOTX64.EFI")
+        if setup.systemd_boot:
+            systemd_boot.install_binary(esp, image_root)
+    record = boot / RECORD
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(setup.to_json())
+    update(boot, setup=setup, esp_device=esp_device)
+
+
+def update(boot: Path, *, setup: BootloaderSetup | None = None,
+           esp_device: Path | None = None) -> list[str]:
+    """Regenerate bootloader configuration from /boot's BLS entries; returns what was done."""
+    setup = setup or load_setup(boot)
+    if setup is None:
+        log.info("no bootc-py bootloader record on %s; nothing to update", boot)
+        return []
+    entries = read_entries(boot)
+    done: list[str] = []
+    if setup.grub_bios or setup.grub_efi:
+        grub.write_grub_cfg(boot, grub.render_grub_cfg(entries, setup.boot_uuid,
+                                                       timeout=setup.timeout))
+        done.append(f"grub.cfg ({len(entries)} entries)")
+    if setup.systemd_boot:
+        esp = _open_esp(esp_device or find_esp(setup))
+        systemd_boot.sync(esp, boot, entries, timeout=setup.timeout)
+        done.append(f"ESP ({len(entries)} entries)")
+    return done

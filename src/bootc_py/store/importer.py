@@ -1,0 +1,144 @@
+"""Import a pulled image into an ostree repository.
+
+Each layer becomes its own commit (ref `bootc-py/layer/<diff_id>`), with its whiteouts kept as
+Docker-style `.wh.` files; the OS commit is then a union checkout of the layer commits in order
+(ostree applies the whiteouts), rearranged into the ostree layout and committed again. Both
+checkout and commit work through hardlinks, so a layer already in the repository costs nothing:
+importing v2 after v1 costs only the layers that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootc_py import log as steplog
+from bootc_py.image.flatten import WhiteoutMode, apply_layer
+from bootc_py.image.source import Image, Layer
+from bootc_py.store.layout import KernelInfo, to_ostree_layout
+from bootc_py.store.repo import OstreeRepo, escape_ref_component
+
+log = logging.getLogger(__name__)
+
+LAYER_REF_PREFIX = "bootc-py/layer"
+IMAGE_REF_PREFIX = "bootc-py/image"
+
+# Commit metadata keys. The ostree.* ones are those ostree-ext/bootc write, so their tools
+# can read what we record; the bootc-py.* ones are ours.
+META_MANIFEST_DIGEST = "ostree.manifest-digest"
+META_MANIFEST = "ostree.manifest"
+META_CONFIG = "ostree.container.image-config"
+META_IMGREF = "bootc-py.imgref"
+META_VERSION = "version"
+META_DIFF_ID = "bootc-py.diff-id"
+META_BLOB = "bootc-py.blob-digest"
+VERSION_LABEL = "org.opencontainers.image.version"
+
+
+def layer_ref(layer: Layer) -> str:
+    return f"{LAYER_REF_PREFIX}/{escape_ref_component(layer.diff_id)}"
+
+
+def image_ref(imgref: str) -> str:
+    return f"{IMAGE_REF_PREFIX}/{escape_ref_component(imgref)}"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    commit: str
+    ref: str
+    kernel: KernelInfo | None
+    layers_imported: int
+    layers_reused: int
+    reused_commit: bool
+
+
+@contextmanager
+def _scratch(repo: OstreeRepo, prefix: str) -> Iterator[Path]:
+    """A temp dir on the repository's filesystem, so hardlinks into it work."""
+    tmp_root = repo.path / "tmp"
+    tmp_root.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int) -> str:
+    with _scratch(repo, "bootc-py-layer-") as tree:
+        result = apply_layer(image.blob_path(layer.digest), layer.media_type, tree,
+                             whiteouts=WhiteoutMode.RECORD, skip_special=True)
+        # Keep whiteouts as Docker-style marker files; `ostree checkout --whiteouts` applies
+        # them against the layers below when the OS tree is assembled.
+        for rel in result.whiteouts:
+            marker = tree / Path(rel).parent / f".wh.{Path(rel).name}"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        for rel in result.opaque_dirs:
+            opaque = tree / rel
+            opaque.mkdir(parents=True, exist_ok=True)
+            (opaque / ".wh..wh..opq").touch()
+        return repo.commit(
+            tree, branch=layer_ref(layer), subject=f"layer {index}: {layer.diff_id}",
+            metadata={META_DIFF_ID: layer.diff_id, META_BLOB: layer.digest}, consume=True)
+
+
+def _reusable(repo: OstreeRepo, ref: str, manifest_digest: str) -> str | None:
+    commit = repo.rev_parse(ref)
+    if commit and repo.metadata(commit, META_MANIFEST_DIGEST) == manifest_digest:
+        return commit
+    return None
+
+
+def import_image(repo: OstreeRepo, image: Image, imgref: str) -> ImportResult:
+    """Import `image` (already pulled) and commit its OS tree under the ref for `imgref`."""
+    ref = image_ref(imgref)
+    existing = _reusable(repo, ref, image.manifest_digest)
+    if existing:
+        log.info("    %s is already imported (%s)", image.manifest_digest, existing[:12])
+        return ImportResult(existing, ref, None, 0, len(image.layers), True)
+
+    imported = reused = 0
+    layer_commits: list[str] = []
+    for index, layer in enumerate(image.layers, start=1):
+        commit = repo.rev_parse(layer_ref(layer))
+        if commit and repo.has_commit(commit):
+            reused += 1
+        else:
+            size_mb = layer.size / 1e6
+            with steplog.step(f"import-layer-{index}",
+                              f"Importing layer {index}/{len(image.layers)} "
+                              f"{layer.digest[:19]} ({size_mb:.1f} MB)"):
+                commit = _import_layer(repo, image, layer, index)
+            imported += 1
+        layer_commits.append(commit)
+
+    with steplog.step("commit-os-tree", "Assembling the OS tree in ostree layout"), \
+            _scratch(repo, "bootc-py-merge-") as scratch:
+        tree = scratch / "root"
+        for commit in layer_commits:
+            repo.checkout(commit, tree, union=True, whiteouts=True)
+        kernel = to_ostree_layout(tree)
+        metadata = {
+            META_MANIFEST_DIGEST: image.manifest_digest,
+            META_MANIFEST: json.dumps(image.manifest, separators=(",", ":")),
+            META_CONFIG: json.dumps(image.config, separators=(",", ":")),
+            META_IMGREF: imgref,
+        }
+        version = image.labels.get(VERSION_LABEL)
+        if version:
+            metadata[META_VERSION] = version
+        created = image.config.get("created")
+        commit = repo.commit(
+            tree, branch=ref, subject=f"{imgref} {image.manifest_digest}", metadata=metadata,
+            bootable=True, consume=True, link_speedup=True,
+            timestamp=created if isinstance(created, str) else None)
+    log.info("    imported %d layer(s), reused %d; commit %s", imported, reused, commit[:12])
+    return ImportResult(commit, ref, kernel, imported, reused, False)

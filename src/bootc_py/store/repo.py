@@ -1,0 +1,173 @@
+"""A thin, typed wrapper over the `ostree` CLI for one repository.
+
+Debian 12's ostree (2022.7) has no `ostree container`; bootc-py does the OCI side itself and
+uses only plain repository operations, all through run().
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootc_py.errors import CommandError, StoreError
+from bootc_py.run import output, run
+
+
+@dataclass(frozen=True)
+class OstreeRepo:
+    path: Path
+
+    def _argv(self, *args: str | os.PathLike[str]) -> list[str]:
+        return ["ostree", f"--repo={self.path}", *[os.fspath(a) for a in args]]
+
+    def exists(self) -> bool:
+        return (self.path / "config").is_file() and (self.path / "objects").is_dir()
+
+    def init(self, mode: str = "bare") -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        run(self._argv("init", f"--mode={mode}"))
+
+    def rev_parse(self, ref: str) -> str | None:
+        """The commit a ref points to, or None if the ref does not exist."""
+        res = run(self._argv("rev-parse", ref), check=False, capture=True)
+        if res.returncode != 0:
+            return None
+        return res.stdout.strip()
+
+    def has_commit(self, checksum: str) -> bool:
+        return (self.path / "objects" / checksum[:2] / f"{checksum[2:]}.commit").is_file()
+
+    def refs(self, prefix: str = "") -> list[str]:
+        args = ["refs"]
+        if prefix:
+            args += ["--list", prefix]
+        out = output(self._argv(*args))
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+    def set_ref(self, ref: str, commit: str) -> None:
+        run(self._argv("refs", "--force", "--create", ref, commit))
+
+    def delete_ref(self, ref: str) -> None:
+        run(self._argv("refs", "--delete", ref))
+
+    def metadata(self, rev: str, key: str) -> str | None:
+        """A commit's string metadata value, or None if the key is absent."""
+        res = run(self._argv("show", f"--print-metadata-key={key}", rev), check=False,
+                  capture=True)
+        if res.returncode != 0:
+            if "No such metadata key" in res.stderr:
+                return None
+            raise CommandError(res.args, res.returncode, res.stderr)
+        return _unquote_gvariant_string(res.stdout.strip())
+
+    def commit(
+        self,
+        tree: Path,
+        *,
+        branch: str,
+        subject: str,
+        metadata: Mapping[str, str] | None = None,
+        bootable: bool = False,
+        consume: bool = False,
+        link_speedup: bool = False,
+        timestamp: str | None = None,
+        extra: Sequence[str] = (),
+    ) -> str:
+        args: list[str] = ["commit", f"--branch={branch}", f"--tree=dir={tree}",
+                           f"--subject={subject}", "--no-bindings", "--fsync=false"]
+        for key, value in (metadata or {}).items():
+            args.append(f"--add-metadata-string={key}={value}")
+        if bootable:
+            args.append("--bootable")
+        if consume:
+            args.append("--consume")
+        if link_speedup:
+            args.append("--link-checkout-speedup")
+        if timestamp:
+            args.append(f"--timestamp={timestamp}")
+        args.extend(extra)
+        try:
+            return output(self._argv(*args)).strip()
+        except CommandError as exc:
+            raise StoreError(f"ostree commit of {branch} failed: {exc.stderr.strip()[-300:]}",
+                             "the image may contain content ostree cannot store") from exc
+
+    def checkout(self, rev: str, dest: Path, *, union: bool = False, whiteouts: bool = False,
+                 hardlinks: bool = True, subpath: str | None = None) -> None:
+        args: list[str] = ["checkout", "--fsync=false"]
+        if union:
+            args.append("--union")
+        if whiteouts:
+            args.append("--whiteouts")
+        if hardlinks:
+            args.append("--require-hardlinks")
+        if subpath:
+            args.append(f"--subpath={subpath}")
+        run(self._argv(*args, rev, dest))
+
+    def cat(self, rev: str, path: str) -> bytes:
+        res = run(self._argv("cat", rev, path), capture=True)
+        return res.stdout.encode()
+
+    def config_set(self, key: str, value: str) -> None:
+        run(self._argv("config", "set", key, value))
+
+    def prune(self, *, refs_only: bool = True) -> None:
+        args = ["prune"]
+        if refs_only:
+            args.append("--refs-only")
+        run(self._argv(*args))
+
+    def ls(self, rev: str, path: str = "/") -> list[str]:
+        return output(self._argv("ls", "--nul-filenames-only", rev, path)).split("\0")
+
+
+_GVARIANT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
+
+
+def _unquote_gvariant_string(text: str) -> str:
+    """`ostree show --print-metadata-key` prints GVariant text: 'value' with escapes."""
+    if len(text) < 2 or text[0] != text[-1] or text[0] not in "'\"":
+        return text
+    body, out, i = text[1:-1], [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in _GVARIANT_ESCAPES:
+                out.append(_GVARIANT_ESCAPES[nxt])
+                i += 2
+                continue
+            if nxt == "u" and i + 5 < len(body):
+                out.append(chr(int(body[i + 2:i + 6], 16)))
+                i += 6
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def escape_ref_component(text: str) -> str:
+    """Make an arbitrary string one valid ostree ref component (ostree-ext's style)."""
+    out: list[str] = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch in "-."):
+            out.append(ch)
+        else:
+            out.extend(f"_{b:02X}_" for b in ch.encode())
+    return "".join(out)
+
+
+def unescape_ref_component(text: str) -> str:
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == "_" and i + 3 < len(text) and text[i + 3] == "_":
+            raw.append(int(text[i + 1:i + 3], 16))
+            i += 4
+        else:
+            raw.extend(text[i].encode())
+            i += 1
+    return raw.decode()
