@@ -60,10 +60,10 @@ def render_grub_cfg(entries: Sequence[BlsEntry], boot_uuid: str, *, timeout: int
     return "\n".join(lines) + "\n"
 
 
-def render_early_cfg(boot_uuid: str) -> str:
+def render_early_cfg(boot_uuid: str, prefix: str = "/grub") -> str:
     """Embedded in the EFI image: find /boot by UUID, then read its grub.cfg."""
     return (f"search --no-floppy --fs-uuid --set=root {boot_uuid}\n"
-            "set prefix=($root)/grub\n"
+            f"set prefix=($root){prefix}\n"
             "configfile $prefix/grub.cfg\n")
 
 
@@ -98,15 +98,15 @@ def install_bios(device: Path, boot_dir: Path, image_root: Path) -> None:
          "--no-nvram", str(device)])
 
 
-def build_efi_image(image_root: Path, boot_uuid: str, output: Path) -> Path:
+def build_efi_image(image_root: Path, boot_uuid: str, prefix: str, output: Path) -> Path:
     """A standalone GRUB EFI binary that finds /boot by UUID (the ESP is never mounted)."""
     modules_dir = _modules_dir(image_root, "x86_64-efi")
     modules = [m for m in EFI_MODULES if (modules_dir / f"{m}.mod").is_file()]
     early = output.with_suffix(".early.cfg")
-    early.write_text(render_early_cfg(boot_uuid))
+    early.write_text(render_early_cfg(boot_uuid, prefix))
     try:
         run(["grub-mkimage", "-O", "x86_64-efi", "-d", str(modules_dir), "-o", str(output),
-             "-p", "/grub", "-c", str(early), *modules])
+             "-p", prefix, "-c", str(early), *modules])
     finally:
         early.unlink(missing_ok=True)
     return output

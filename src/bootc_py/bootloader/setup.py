@@ -30,6 +30,7 @@ class BootloaderSetup:
     systemd_boot: bool
     boot_uuid: str
     esp_uuid: str | None
+    grub_prefix: str = "/grub"  # where grub/ is on the /boot filesystem ("/boot/grub" if on /)
     timeout: int = 3
 
     def __post_init__(self) -> None:
@@ -94,7 +95,7 @@ def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path 
         esp = _open_esp(esp_device)
         if setup.grub_efi:
             with tempfile.TemporaryDirectory(prefix="bootc-py-grub-") as tmp:
-                image = grub.build_efi_image(image_root, setup.boot_uuid,
+                image = grub.build_efi_image(image_root, setup.boot_uuid, setup.grub_prefix,
                                              Path(tmp) / "BOOTX64.EFI")
                 for directory in ("EFI", "EFI/BOOT"):
                     esp.mkdir(directory)

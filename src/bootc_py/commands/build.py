@@ -2,9 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from bootc_py.commands.common import AUTHFILE_HELP, CACHE_HELP, TLS_HELP, parse_size
 
-def build(imgref: str = typer.Argument(..., help="The bootable image to build from.")) -> None:
-    """Build disk images (raw, qcow2, vmdk, vhd) from a bootable container image."""
-    raise typer.Exit(2)
+
+def build(
+    imgref: str = typer.Argument(..., help="The bootable image (docker://, oci:, ...)."),
+    types: list[str] = typer.Option(None, "--type", metavar="TYPE",
+                                    help="raw, qcow2, vmdk or vhd; repeat or comma-separate "
+                                    "for several (default qcow2)."),
+    output: Path = typer.Option(Path("output"), "--output", "-o",
+                                help="Output directory (image/, qcow2/, vmdk/, vpc/, "
+                                "manifest.json)."),
+    rootfs: str = typer.Option(None, "--rootfs", metavar="xfs|ext4|btrfs",
+                               help="Root filesystem (default: the image's install config, "
+                               "else xfs)."),
+    disk_size: str = typer.Option(None, "--disk-size", metavar="SIZE",
+                                  help="Virtual disk size, e.g. 10G (default: from the "
+                                  "image's size, at least 4 GiB)."),
+    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
+                                      help="Where the installed system takes updates from."),
+    karg: list[str] = typer.Option(None, "--karg", metavar="KARG",
+                                   help="Extra kernel argument (repeatable)."),
+    root_ssh_authorized_keys: Path = typer.Option(
+        None, "--root-ssh-authorized-keys", metavar="FILE",
+        help="Install these SSH public keys for root."),
+    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
+                                   help="UEFI bootloader (BIOS always gets GRUB)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
+    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+) -> None:
+    """Build disk images (raw, qcow2, vmdk, vhd) from a bootable container image.
+
+    Example: bootc-py build --type qcow2 --output out docker://registry/os:1
+    """
+    from bootc_py.artifacts.disk_image import build_disk_images, parse_types
+    from bootc_py.commands.install import _options
+
+    formats = parse_types(types or [])
+    opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
+                    filesystem=rootfs, root_size=None, bootloader=bootloader,
+                    generic_image=True, karg=karg, keys=root_ssh_authorized_keys, wipe=True,
+                    disk_size=disk_size, cache_dir=cache_dir, tls_verify=tls_verify,
+                    authfile=authfile)
+    if disk_size:
+        parse_size(disk_size, "--disk-size")
+    result = build_disk_images(formats, output, opts)
+    for artifact in result.artifacts:
+        typer.echo(f"{artifact.type}: {output / artifact.path} ({artifact.size} bytes, "
+                   f"sha256 {artifact.sha256})")

@@ -1,7 +1,46 @@
-"""`bootc-py container ...` commands."""
+"""`bootc-py container ...`: commands run on or about a bootable container image."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="container commands", no_args_is_help=True)
+from bootc_py.commands.common import AUTHFILE_HELP, CACHE_HELP, TLS_HELP, pull_options
+
+app = typer.Typer(help="Check bootable container images.", no_args_is_help=True)
+
+
+@app.command("lint")
+def lint_cmd(
+    target: str = typer.Argument("/", help="A root filesystem directory, or an image reference "
+                                 "(default: / , the container being built)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
+    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+) -> None:
+    """Check an image against the bootable-image contract; one line per problem.
+
+    Exits 1 when there is an error (warnings alone exit 0). Use it as the last RUN of a
+    Containerfile: RUN bootc-py container lint
+    """
+    from bootc_py import lint
+
+    if Path(target).is_dir():
+        problems = lint.check(lint.DirView(Path(target)), root=Path(target))
+    else:
+        from bootc_py.image.ref import parse_imgref
+        from bootc_py.image.source import pull
+        from bootc_py.installer.preflight import summarize
+
+        image = pull(parse_imgref(target), pull_options(cache_dir, tls_verify, authfile))
+        summary = summarize(image)
+        problems = lint.check(summary, labels=image.labels, initramfs_ok=summary.initramfs_ok)
+    for problem in problems:
+        typer.echo(str(problem))
+    errors = lint.errors(problems)
+    if errors:
+        typer.echo(f"{target}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)",
+                   err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{target}: bootable ({len(problems)} warning(s))", err=True)

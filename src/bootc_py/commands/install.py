@@ -1,7 +1,165 @@
-"""`bootc-py install ...` commands."""
+"""`bootc-py install ...`: install a bootable image onto a disk or prepared filesystems."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="install commands", no_args_is_help=True)
+from bootc_py.commands.common import (
+    AUTHFILE_HELP,
+    CACHE_HELP,
+    TLS_HELP,
+    parse_size,
+    pull_options,
+)
+from bootc_py.errors import UsageError
+from bootc_py.installer.plan import InstallOptions
+
+app = typer.Typer(
+    help="Install a bootable container image onto a disk or a prepared filesystem.",
+    no_args_is_help=True,
+)
+
+SOURCE_HELP = ("The image to install (docker://, registry:, oci:, oci-archive:, "
+               "containers-storage:). Default: the bootable container bootc-py runs in.")
+TARGET_HELP = "The image reference later updates come from (default: the source)."
+KARG_HELP = "Extra kernel argument; repeat for more (repeated keys like console= are all kept)."
+
+
+def _options(*, source_imgref: str | None, target_imgref: str | None, stateroot: str,
+             filesystem: str | None, root_size: str | None, bootloader: str,
+             generic_image: bool, karg: list[str] | None, keys: Path | None, wipe: bool,
+             disk_size: str | None, cache_dir: Path | None, tls_verify: str | None,
+             authfile: Path | None) -> InstallOptions:
+    key_text = None
+    if keys is not None:
+        if not keys.is_file():
+            raise UsageError(f"--root-ssh-authorized-keys: {keys} does not exist")
+        key_text = keys.read_text()
+        if not key_text.strip():
+            raise UsageError(f"--root-ssh-authorized-keys: {keys} is empty")
+    return InstallOptions(
+        pull=pull_options(cache_dir, tls_verify, authfile),
+        source_imgref=source_imgref, target_imgref=target_imgref, stateroot=stateroot,
+        filesystem=filesystem,
+        root_size=parse_size(root_size, "--root-size") if root_size else None,
+        bootloader=bootloader, generic_image=generic_image, kargs=tuple(karg or ()),
+        root_ssh_authorized_keys=key_text, wipe=wipe,
+        disk_size=parse_size(disk_size, "--disk-size") if disk_size else None)
+
+
+@app.command("to-disk")
+def to_disk(
+    device: Path = typer.Argument(..., help="The whole disk (/dev/sda), or with --via-loopback "
+                                  "a disk image file (created if missing)."),
+    wipe: bool = typer.Option(False, "--wipe", help="Erase existing partitions and filesystems."),
+    filesystem: str = typer.Option(None, "--filesystem", metavar="xfs|ext4|btrfs",
+                                   help="Root filesystem (default: the image's install config, "
+                                   "else xfs)."),
+    root_size: str = typer.Option(None, "--root-size", metavar="SIZE",
+                                  help="Size of the root partition (default: rest of the disk)."),
+    via_loopback: bool = typer.Option(False, "--via-loopback",
+                                      help="DEVICE is a disk image file; implies "
+                                      "--generic-image."),
+    disk_size: str = typer.Option(None, "--disk-size", metavar="SIZE",
+                                  help="With --via-loopback: size of a new image file "
+                                  "(default: from the image's size)."),
+    source_imgref: str = typer.Option(None, "--source-imgref", metavar="IMGREF",
+                                      help=SOURCE_HELP),
+    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
+                                      help=TARGET_HELP),
+    karg: list[str] = typer.Option(None, "--karg", metavar="KARG", help=KARG_HELP),
+    root_ssh_authorized_keys: Path = typer.Option(
+        None, "--root-ssh-authorized-keys", metavar="FILE",
+        help="Install these SSH public keys for root."),
+    stateroot: str = typer.Option("default", "--stateroot", help="ostree stateroot name."),
+    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
+                                   help="Bootloader to install."),
+    generic_image: bool = typer.Option(False, "--generic-image",
+                                       help="Boot under both BIOS and UEFI firmware."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print the install plan and change nothing."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
+    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+) -> None:
+    """Partition DEVICE and install the image with an immutable root.
+
+    Example: bootc-py install to-disk --wipe --source-imgref docker://reg/os:1 /dev/sda
+    """
+    from bootc_py.installer.to_disk import install_to_disk
+
+    opts = _options(source_imgref=source_imgref, target_imgref=target_imgref,
+                    stateroot=stateroot, filesystem=filesystem, root_size=root_size,
+                    bootloader=bootloader, generic_image=generic_image or via_loopback,
+                    karg=karg, keys=root_ssh_authorized_keys, wipe=wipe, disk_size=disk_size,
+                    cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
+    done = install_to_disk(device, opts, via_loopback=via_loopback, dry_run=dry_run)
+    if dry_run:
+        typer.echo(done.plan.render(), nl=False)
+        return
+    assert done.result is not None
+    typer.echo(f"Installed {done.plan.source} ({done.plan.manifest_digest}) to {device}: "
+               f"deployment {done.result.deployment.checksum[:12]}.{done.result.deployment.serial}"
+               f", kernel {done.result.kernel}, bootloaders "
+               f"{', '.join(done.plan.bootloaders.names) or 'none'}")
+
+
+@app.command("to-filesystem")
+def to_filesystem(
+    root_mount: Path = typer.Argument(..., help="The mounted root filesystem (with /boot "
+                                      "mounted under it if separate)."),
+    source_imgref: str = typer.Option(None, "--source-imgref", metavar="IMGREF",
+                                      help=SOURCE_HELP),
+    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
+                                      help=TARGET_HELP),
+    karg: list[str] = typer.Option(None, "--karg", metavar="KARG", help=KARG_HELP),
+    root_ssh_authorized_keys: Path = typer.Option(
+        None, "--root-ssh-authorized-keys", metavar="FILE",
+        help="Install these SSH public keys for root."),
+    stateroot: str = typer.Option("default", "--stateroot", help="ostree stateroot name."),
+    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
+                                   help="Bootloader to install."),
+    generic_image: bool = typer.Option(False, "--generic-image",
+                                       help="Boot under both BIOS and UEFI firmware."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print the install plan and change nothing."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
+    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+) -> None:
+    """Install into filesystems you prepared and mounted (RAID, LVM, custom layouts)."""
+    from bootc_py.installer.to_filesystem import install_to_filesystem
+
+    opts = _options(source_imgref=source_imgref, target_imgref=target_imgref,
+                    stateroot=stateroot, filesystem=None, root_size=None,
+                    bootloader=bootloader, generic_image=generic_image, karg=karg,
+                    keys=root_ssh_authorized_keys, wipe=False, disk_size=None,
+                    cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
+    done = install_to_filesystem(root_mount, opts, dry_run=dry_run)
+    if dry_run:
+        typer.echo(done.plan.render(), nl=False)
+        return
+    assert done.result is not None
+    typer.echo(f"Installed {done.plan.source} ({done.plan.manifest_digest}) to {root_mount}: "
+               f"deployment {done.result.deployment.checksum[:12]}.{done.result.deployment.serial}")
+
+
+@app.command("print-configuration")
+def print_configuration(
+    imgref: str = typer.Argument(None, help="The image (default: the one bootc-py runs in)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
+    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+) -> None:
+    """Print the image's merged install configuration as JSON (as bootc does)."""
+    from bootc_py.image.ref import parse_imgref
+    from bootc_py.image.source import pull
+    from bootc_py.installer import config
+    from bootc_py.installer.prepare import running_image_ref
+    from bootc_py.installer.preflight import summarize
+
+    ref = parse_imgref(imgref or running_image_ref())
+    image = pull(ref, pull_options(cache_dir, tls_verify, authfile))
+    typer.echo(config.load(summarize(image).files).to_json())

@@ -1,0 +1,128 @@
+"""Disk images from a bootable image, laid out as bootc-image-builder lays them out.
+
+One install into a sparse raw file through a loop device (generic: GRUB for BIOS and UEFI),
+then `qemu-img convert` for the other formats, then a manifest with each artifact's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bootc_py import __version__
+from bootc_py import log as steplog
+from bootc_py.errors import ArtifactError, UsageError
+from bootc_py.installer.plan import InstallOptions
+from bootc_py.installer.to_disk import install_to_disk
+from bootc_py.run import run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiskFormat:
+    name: str          # the --type value
+    directory: str     # bootc-image-builder's output directory
+    filename: str
+    qemu_format: str
+    qemu_options: tuple[str, ...] = ()
+
+
+FORMATS: dict[str, DiskFormat] = {
+    "raw": DiskFormat("raw", "image", "disk.raw", "raw"),
+    "qcow2": DiskFormat("qcow2", "qcow2", "disk.qcow2", "qcow2"),
+    "vmdk": DiskFormat("vmdk", "vmdk", "disk.vmdk", "vmdk", ("-o", "subformat=streamOptimized")),
+    # Azure wants a fixed-size VHD whose size is a whole number of MiB.
+    "vhd": DiskFormat("vhd", "vpc", "disk.vhd", "vpc", ("-o", "subformat=fixed,force_size=on")),
+}
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    type: str
+    path: str  # relative to the output directory
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: Path
+    artifacts: tuple[Artifact, ...]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb", buffering=0) as handle:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := handle.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def parse_types(types: Sequence[str]) -> tuple[DiskFormat, ...]:
+    names: list[str] = []
+    for item in types:
+        for name in item.split(","):
+            name = name.strip()
+            if name and name not in names:
+                names.append(name)
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown image type '{unknown[0]}'",
+                         f"choose from: {', '.join(FORMATS)}")
+    return tuple(FORMATS[n] for n in names or ["qcow2"])
+
+
+def build_disk_images(formats: Sequence[DiskFormat], output: Path,
+                      opts: InstallOptions) -> BuildResult:
+    output.mkdir(parents=True, exist_ok=True)
+    raw_dir = output / FORMATS["raw"].directory
+    raw = raw_dir / FORMATS["raw"].filename
+    keep_raw = any(f.name == "raw" for f in formats)
+    for fmt in formats:
+        existing = output / fmt.directory / fmt.filename
+        if existing.exists():
+            existing.unlink()  # a rebuild replaces, never appends to, an old artifact
+    raw_dir.mkdir(exist_ok=True)
+    raw.unlink(missing_ok=True)
+    try:
+        done = install_to_disk(raw, replace(opts, generic_image=True, wipe=True),
+                               via_loopback=True)
+        artifacts: list[Artifact] = []
+        for fmt in formats:
+            path = output / fmt.directory / fmt.filename
+            if fmt.name != "raw":
+                path.parent.mkdir(exist_ok=True)
+                with steplog.step(f"convert-{fmt.name}", f"Converting to {fmt.name}"):
+                    run(["qemu-img", "convert", "-f", "raw", "-O", fmt.qemu_format,
+                         *fmt.qemu_options, str(raw), str(path)])
+            with steplog.step(f"checksum-{fmt.name}", f"Checksumming {path.name}"):
+                artifacts.append(Artifact(fmt.name, str(path.relative_to(output)),
+                                          path.stat().st_size, _sha256(path)))
+    except BaseException:
+        raw.unlink(missing_ok=True)
+        raise
+    finally:
+        if not keep_raw:
+            raw.unlink(missing_ok=True)
+            if raw_dir.is_dir() and not any(raw_dir.iterdir()):
+                raw_dir.rmdir()
+    manifest = {
+        "image": done.plan.source, "digest": done.plan.manifest_digest,
+        "target-imgref": done.plan.target, "rootfs": done.plan.filesystem,
+        "bootloaders": list(done.plan.bootloaders.names),
+        "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "bootc-py": __version__,
+        "artifacts": [asdict(a) for a in artifacts],
+    }
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if not artifacts:
+        raise ArtifactError("no artifacts were built")
+    return BuildResult(output, tuple(artifacts))

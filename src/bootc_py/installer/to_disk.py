@@ -1,0 +1,125 @@
+"""`install to-disk`: partition a whole disk (or a disk image file) and install onto it.
+
+Steps, each named and timed: pull, preflight (lint + install config, before any write),
+discover + check the target, partition + format, mount, then the shared deploy steps, the
+bootloader, finalize and unmount. Every loop device and mount belongs to one ExitStack, so a
+failure at any step unwinds them and says which step failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootc_py import log as steplog
+from bootc_py.disk import apply as disk_apply
+from bootc_py.disk import checks, discover
+from bootc_py.disk.loop import LoopDevice, create_sparse
+from bootc_py.disk.mount import Mount
+from bootc_py.disk.plan import PartitionPlan, Role, min_disk_size, plan_disk
+from bootc_py.errors import DiskError, UsageError
+from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
+from bootc_py.installer.plan import InstallOptions, InstallPlan
+from bootc_py.installer.prepare import PreparedImage, prepare
+
+log = logging.getLogger(__name__)
+
+GiB = 1 << 30
+
+
+def default_disk_size(unpacked_bytes: int) -> int:
+    """A disk image size with room for one upgrade: at least 4 GiB, whole GiB."""
+    need = max(4 * GiB, min_disk_size(unpacked_bytes) + unpacked_bytes)
+    return -(-need // GiB) * GiB
+
+
+@dataclass(frozen=True)
+class DiskInstall:
+    plan: InstallPlan
+    result: InstallResult | None  # None for --dry-run
+
+
+def _plan_partitions(prepared: PreparedImage, device_size: int, sector_size: int,
+                     opts: InstallOptions) -> PartitionPlan:
+    return plan_disk(device_size, sector_size=sector_size, filesystem=prepared.plan.filesystem,
+                     root_size=opts.root_size,
+                     bootloader=opts.bootloader, bios=True, uefi=True)
+
+
+def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
+                    dry_run: bool = False) -> DiskInstall:
+    created = False
+    with ExitStack() as stack:
+        prepared = prepare(opts)
+        plan = prepared.plan
+        if via_loopback:
+            if device.exists() and not device.is_file():
+                raise UsageError(f"{device} is not a regular file",
+                                 "--via-loopback installs into a disk image file")
+            if not device.exists():
+                if dry_run:
+                    size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
+                    parts = _plan_partitions(prepared, size, 512, opts)
+                    return DiskInstall(_with_disk(plan, device, parts), None)
+                size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
+                create_sparse(device, size)
+                created = True
+                log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
+            loop = stack.enter_context(LoopDevice(device))
+            block = loop.path
+        else:
+            block = device
+        with steplog.step("check-target", f"Checking {device}"):
+            info = discover.disk_info(block)
+            checks.check_target(info, wipe=opts.wipe or created,
+                                min_size=min_disk_size(prepared.summary.unpacked_bytes))
+            parts = _plan_partitions(prepared, info.size_bytes, info.logical_sector_size, opts)
+        plan = _with_disk(plan, device, parts)
+        if dry_run:
+            return DiskInstall(plan, None)
+        try:
+            result = _install(stack, block, plan, prepared, opts)
+        except BaseException:
+            if created:
+                stack.close()
+                device.unlink(missing_ok=True)
+                log.info("removed the partial disk image %s", device)
+            raise
+    return DiskInstall(plan, result)
+
+
+def _with_disk(plan: InstallPlan, device: Path, parts: PartitionPlan) -> InstallPlan:
+    from dataclasses import replace
+
+    return replace(plan, device=device, partitions=parts)
+
+
+def _install(stack: ExitStack, block: Path, plan: InstallPlan, prepared: PreparedImage,
+             opts: InstallOptions) -> InstallResult:
+    assert plan.partitions is not None
+    with steplog.step("partition", f"Partitioning and formatting {block}"):
+        applied = disk_apply.apply_plan(block, plan.partitions)
+    root_part = applied.part(Role.ROOT)
+    boot_part = applied.part(Role.BOOT)
+    esp_part = applied.get(Role.ESP)
+    if root_part.fs_uuid is None or boot_part.fs_uuid is None:
+        raise DiskError("the new filesystems have no UUID")
+    mnt = Path(tempfile.mkdtemp(prefix="bootc-py-target-"))
+    stack.callback(os.rmdir, mnt)
+    with steplog.step("mount", "Mounting the target"):
+        stack.enter_context(Mount(root_part.path, mnt, fstype=plan.filesystem))
+        (mnt / "boot").mkdir(exist_ok=True)
+        stack.enter_context(Mount(boot_part.path, mnt / "boot", fstype="ext4"))
+    target = TargetFilesystems(
+        root=mnt, root_uuid=root_part.fs_uuid, root_fstype=plan.filesystem,
+        boot_uuid=boot_part.fs_uuid, boot_fstype="ext4", boot_separate=True,
+        esp_uuid=esp_part.fs_uuid if esp_part else None,
+        esp_device=esp_part.path if esp_part else None, disk=block)
+    result = install_into(target, plan, prepared.image)
+    finish(target, plan, prepared.image, result,
+           root_ssh_authorized_keys=opts.root_ssh_authorized_keys)
+    return result

@@ -1,0 +1,119 @@
+"""`install to-filesystem`: install into a root filesystem (and /boot) the caller prepared.
+
+The caller owns the mounts; bootc-py finds their devices and UUIDs, refuses a root that is
+not empty, and installs the bootloaders the disk under the root can carry (GRUB for BIOS when
+it has a BIOS boot partition, UEFI when it has an ESP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bootc_py.disk.plan import PartType
+from bootc_py.errors import InstallError, UsageError
+from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
+from bootc_py.installer.plan import BootloaderChoice, InstallOptions, InstallPlan
+from bootc_py.installer.prepare import prepare
+from bootc_py.run import output, run
+
+log = logging.getLogger(__name__)
+
+ALLOWED_IN_ROOT = {"boot", "lost+found", "efi"}
+
+
+@dataclass(frozen=True)
+class FsInstall:
+    plan: InstallPlan
+    result: InstallResult | None
+
+
+@dataclass(frozen=True)
+class MountedFs:
+    source: str
+    uuid: str
+    fstype: str
+
+
+def _mount_of(path: Path) -> MountedFs | None:
+    """The filesystem mounted exactly at `path`, or None if it is not a mount point."""
+    res = run(["findmnt", "--json", "--output", "SOURCE,UUID,FSTYPE,TARGET", "--mountpoint",
+               str(path)], check=False, capture=True)
+    if res.returncode != 0 or not res.stdout.strip():
+        return None
+    fs = json.loads(res.stdout)["filesystems"][0]
+    uuid = fs.get("uuid") or output(["blkid", "-s", "UUID", "-o", "value", fs["source"]])
+    return MountedFs(source=fs["source"], uuid=uuid, fstype=fs["fstype"])
+
+
+def _disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
+    """(whole disk, {partition type GUID: partition device}) for the disk under `device`."""
+    res = run(["lsblk", "--json", "--paths", "--inverse", "--output", "NAME,TYPE",
+               device], check=False, capture=True)
+    if res.returncode != 0:
+        return None, {}
+    disk: str | None = None
+    stack = json.loads(res.stdout).get("blockdevices", [])
+    while stack:
+        node = stack.pop()
+        if node.get("type") in ("disk", "loop") and node["name"] != device:
+            disk = node["name"]
+        stack.extend(node.get("children", []))
+    if disk is None:
+        return None, {}
+    parts = json.loads(output(["lsblk", "--json", "--paths", "--output", "NAME,PARTTYPE",
+                               disk]))
+    found: dict[str, str] = {}
+    for child in parts["blockdevices"][0].get("children", []):
+        if child.get("parttype"):
+            found.setdefault(child["parttype"].upper(), child["name"])
+    return disk, found
+
+
+def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
+                          dry_run: bool = False) -> FsInstall:
+    root_mount = root_mount.resolve()
+    root_fs = _mount_of(root_mount)
+    if root_fs is None:
+        raise UsageError(f"{root_mount} is not a mount point",
+                         "mount the target root filesystem there first")
+    stray = sorted(p.name for p in root_mount.iterdir() if p.name not in ALLOWED_IN_ROOT)
+    if stray:
+        raise UsageError(f"{root_mount} is not empty (found {', '.join(stray[:5])})",
+                         "install into an empty filesystem")
+    boot_fs = _mount_of(root_mount / "boot")
+    prepared = prepare(replace(opts, filesystem=root_fs.fstype))
+    disk, parts = _disk_partitions(root_fs.source)
+    esp = parts.get(PartType.ESP)
+    wanted = prepared.plan.bootloaders
+    choice = BootloaderChoice(
+        grub_bios=wanted.grub_bios and disk is not None and PartType.BIOS_BOOT in parts,
+        grub_efi=wanted.grub_efi and esp is not None,
+        systemd_boot=wanted.systemd_boot and esp is not None)
+    for name in set(wanted.names) - set(choice.names):
+        log.warning("skipping %s: the disk under %s has no %s", name, root_mount,
+                    "BIOS boot partition" if name == "grub-bios" else "EFI system partition")
+    if choice.systemd_boot and boot_fs is None:
+        raise UsageError("systemd-boot needs /boot on its own filesystem",
+                         f"mount one at {root_mount / 'boot'} or use --bootloader grub")
+    plan = replace(prepared.plan, bootloaders=choice, device=root_mount)
+    if dry_run:
+        return FsInstall(plan, None)
+    (root_mount / "boot").mkdir(exist_ok=True)
+    esp_uuid = None
+    if esp:
+        esp_uuid = output(["blkid", "-s", "UUID", "-o", "value", esp]) or None
+    target = TargetFilesystems(
+        root=root_mount, root_uuid=root_fs.uuid, root_fstype=root_fs.fstype,
+        boot_uuid=boot_fs.uuid if boot_fs else root_fs.uuid,
+        boot_fstype=boot_fs.fstype if boot_fs else root_fs.fstype,
+        boot_separate=boot_fs is not None, esp_uuid=esp_uuid,
+        esp_device=Path(esp) if esp else None, disk=Path(disk) if disk else None)
+    if not target.root_uuid:
+        raise InstallError(f"cannot find the UUID of the filesystem at {root_mount}")
+    result = install_into(target, plan, prepared.image)
+    finish(target, plan, prepared.image, result,
+           root_ssh_authorized_keys=opts.root_ssh_authorized_keys)
+    return FsInstall(plan, result)
