@@ -41,4 +41,4 @@ def pull_options(cache_dir: Path | None, tls_verify: str | None, authfile: Path 
     if authfile is not None and not authfile.is_file():
         raise UsageError(f"auth file {authfile} does not exist")
     return PullOptions(cache_dir=cache, tls_verify=tls, authfile=authfile,
-                       **({"arch": arch} if arch else {}))
+                       arch=arch or "amd64")
