@@ -64,8 +64,8 @@ def _busy(path: Path, use: InUse) -> tuple[str, str]:
         return f"{who} is in use as {what}", f"turn it off first: swapoff {name}"
     if use.kind is UseKind.LVM:
         vg = lvm_vg_name(use.detail)
-        return (f"{who} is an LVM physical volume of the active volume {use.detail}",
-                f"deactivate the volume group first: vgchange -an {vg}")
+        return (f"{who} is an LVM physical volume of the active volume group {vg}",
+                f"deactivate it first: vgchange -an {vg}")
     if use.kind is UseKind.RAID:
         return (f"{who} is a member of the RAID array {use.detail}",
                 f"stop the array first: mdadm --stop /dev/{use.detail}")
@@ -90,7 +90,7 @@ def lvm_vg_name(dm_name: str) -> str:
 
 
 def describe_contents(disk: DiskInfo) -> str:
-    """'a gpt partition table with 4 partitions (vfat, ext4, xfs)' or 'an xfs signature'."""
+    """'a gpt partition table with 4 partitions (vfat, ext4, xfs)' or 'a signature (xfs)'."""
     if disk.partitions or disk.pttype:
         n = len(disk.partitions)
         table = f"a {disk.pttype} partition table" if disk.pttype else "partitions"
@@ -99,5 +99,5 @@ def describe_contents(disk: DiskInfo) -> str:
         if fstypes:
             text += f" ({', '.join(dict.fromkeys(fstypes))})"
         return text
-    sigs = ", ".join(disk.signatures)
-    return f"a{'n' if sigs[:1] in 'aeiouAEIOU' else ''} {sigs} signature"
+    n = len(disk.signatures)
+    return f"{'a signature' if n == 1 else 'signatures'} ({', '.join(disk.signatures)})"

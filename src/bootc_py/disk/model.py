@@ -133,11 +133,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def human_size(n: int) -> str:
-    """1536 MiB -> '1.5 GiB'; exact powers print without decimals ('512 MiB')."""
+    """Short and never misleading: '1 GiB', '2.5 GiB', '2051 MiB' (not '2.0 GiB'), '18.5 GiB'.
+
+    A unit is used when the value is exact in it to one decimal, or large enough (>= 10) for
+    the rounding not to matter; otherwise the next smaller unit is tried.
+    """
     for unit, factor in (("TiB", 1 << 40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= factor:
-            value = n / factor
-            return f"{value:.0f} {unit}" if n % factor == 0 else f"{value:.1f} {unit}"
+        if n < factor:
+            continue
+        if n % factor == 0:
+            return f"{n // factor} {unit}"
+        if (n * 10) % factor == 0 or n >= 10 * factor:
+            return f"{n / factor:.1f} {unit}"
     return f"{n} B"
 
 
