@@ -1,0 +1,320 @@
+"""A content-addressed blob cache that two processes can use at once.
+
+Layout under the cache root:
+
+    blobs/sha256/<hex>     verified blobs (manifests, configs, layers), read-only once there
+    tmp/<algo>-<hex>.partial  a download in progress, kept after a network failure to resume
+    locks/<algo>-<hex>.lock   per-blob flock: one writer per blob across processes
+    images/<key>.json      which image (reference -> manifest digest) was pulled, for list/prune
+    cache.lock             shared by pulls, exclusive for prune
+
+A blob only appears under blobs/ by an atomic rename after its digest was verified, so a reader
+never sees partial content; pulls re-hash cached blobs so a corrupted one is noticed (and removed,
+to be fetched again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bootc_py.errors import DigestMismatchError, ImageError
+from bootc_py.image import digest as dg
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path("/var/lib/bootc-py/cache")
+ENV_CACHE_DIR = "BOOTC_PY_CACHE_DIR"
+_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """$BOOTC_PY_CACHE_DIR, or /var/lib/bootc-py/cache."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env) if env else DEFAULT_CACHE_DIR
+
+
+def hash_file(path: Path, algo: str = "sha256") -> tuple[str, int]:
+    """(digest, size) of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algo)
+    size = 0
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return f"{algo}:{h.hexdigest()}", size
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What `image list` shows: an image the cache holds."""
+
+    ref: str
+    manifest_digest: str
+    config_digest: str
+    blobs: tuple[str, ...]  # every digest the image needs (index, manifest, config, layers)
+    size: int  # bytes of its layers
+    pulled: float  # unix time
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "manifest_digest": self.manifest_digest,
+                "config_digest": self.config_digest, "blobs": list(self.blobs),
+                "size": self.size, "pulled": self.pulled}
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    blobs_removed: int
+    bytes_freed: int
+    images_removed: int
+
+
+class BlobWriter:
+    """Streams one blob into its .partial file, hashing as it goes; commit() verifies.
+
+    Resumes: an existing .partial (from an interrupted earlier attempt) is hashed first and
+    `offset` says how much of the blob is already there.
+    """
+
+    def __init__(self, cache: BlobCache, digest: str, size: int | None, what: str) -> None:
+        self.cache = cache
+        self.digest = digest
+        self.size = size
+        self.what = what
+        self.partial = cache.root / "tmp" / f"{'-'.join(dg.split(digest))}.partial"
+        self._hash = dg.hasher(digest)
+        self.offset = 0
+        if self.partial.exists():
+            if size is not None and self.partial.stat().st_size > size:
+                self.partial.unlink()
+            else:
+                with open(self.partial, "rb", buffering=0) as f:
+                    while chunk := f.read(_CHUNK):
+                        self._hash.update(chunk)
+                        self.offset += len(chunk)
+        self.resumed = self.offset > 0
+        self._file = open(self.partial, "ab", buffering=0)  # noqa: SIM115 (closed in commit/close)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.size is not None and self.offset + len(data) > self.size:
+            self.discard()
+            raise DigestMismatchError(
+                f"{self.what} {dg.short(self.digest)} is larger than the {self.size} bytes its "
+                "descriptor says; the download was deleted")
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            n = self._file.write(view)
+            view = view[n or 0:]
+        self.offset += len(data)
+
+    def restart(self) -> None:
+        """Throw away what was written (the server ignored a Range request)."""
+        self._file.truncate(0)
+        self._file.seek(0)
+        self._hash = dg.hasher(self.digest)
+        self.offset = 0
+        self.resumed = False
+
+    def discard(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.partial.unlink()
+
+    def close(self) -> None:
+        """Stop writing but keep the partial file (so a later attempt resumes from it)."""
+        self._file.close()
+
+    def commit(self) -> Path:
+        """Verify size and digest, then move the blob into place atomically."""
+        self._file.close()
+        got = f"{dg.split(self.digest)[0]}:{self._hash.hexdigest()}"
+        if got != self.digest or (self.size is not None and self.offset != self.size):
+            with contextlib.suppress(FileNotFoundError):
+                self.partial.unlink()
+            detail = (f"got {dg.short(got)}" if got != self.digest
+                      else f"got {self.offset} bytes, expected {self.size}")
+            raise DigestMismatchError(
+                f"{self.what} {dg.short(self.digest)} does not match its digest ({detail}); "
+                "the download was deleted")
+        final = self.cache.blob_path(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.partial, 0o644)
+        os.replace(self.partial, final)
+        return final
+
+
+class BlobCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _ensure(self) -> None:
+        try:
+            for sub in ("blobs", "tmp", "locks", "images"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImageError(f"cannot create the image cache in {self.root}: {exc.strerror}",
+                             hint="pass --cache-dir or set BOOTC_PY_CACHE_DIR") from exc
+
+    def blob_path(self, digest: str) -> Path:
+        algo, hexpart = dg.split(digest)
+        return self.root / "blobs" / algo / hexpart
+
+    def has(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def verify(self, digest: str, size: int | None = None) -> bool:
+        """Re-hash a cached blob; a corrupt one is deleted (so it is fetched again)."""
+        path = self.blob_path(digest)
+        try:
+            got, got_size = hash_file(path, dg.split(digest)[0])
+        except FileNotFoundError:
+            return False
+        if got == digest and (size is None or got_size == size):
+            return True
+        log.warning("cached blob %s is corrupt (got %s, %d bytes); fetching it again",
+                    dg.short(digest), dg.short(got), got_size)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return False
+
+    def read(self, digest: str, limit: int = 4 << 20) -> bytes:
+        """A small cached blob (manifest, config), re-verified."""
+        path = self.blob_path(digest)
+        data = path.read_bytes()[: limit + 1]
+        if len(data) > limit or dg.of_bytes(data, dg.split(digest)[0]) != digest:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise DigestMismatchError(f"cached blob {dg.short(digest)} is corrupt; pull again")
+        return data
+
+    def put_bytes(self, digest: str, data: bytes) -> Path:
+        """Store a small blob whose content is already in memory (verified)."""
+        if dg.of_bytes(data, dg.split(digest)[0]) != digest:
+            raise DigestMismatchError(f"blob {dg.short(digest)} does not match its digest")
+        path = self.blob_path(digest)
+        if path.is_file():
+            return path
+        self._ensure()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "tmp" / f"{path.name}.{os.getpid()}.small"
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return path
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool = False) -> Iterator[None]:
+        """The cache-wide lock: shared while pulling, exclusive while pruning."""
+        self._ensure()
+        with open(self.root / "cache.lock", "a") as f:
+            op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            try:
+                fcntl.flock(f, op | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another bootc-py process using the cache %s", self.root)
+                fcntl.flock(f, op)
+            yield
+
+    @contextlib.contextmanager
+    def writer(self, digest: str, size: int | None, what: str = "blob"
+               ) -> Iterator[BlobWriter | None]:
+        """A BlobWriter holding the blob's lock, or None when the blob is (now) in the cache.
+
+        Another process may be fetching the same blob: we wait for its lock, then find the blob
+        there. Call with the cache lock held (shared).
+        """
+        self._ensure()
+        lockfile = self.root / "locks" / f"{'-'.join(dg.split(digest))}.lock"
+        with open(lockfile, "a") as lf:
+            try:
+                fcntl.flock(lf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process fetching %s", dg.short(digest))
+                fcntl.flock(lf, fcntl.LOCK_EX)
+            if self.has(digest):
+                yield None
+                return
+            w = BlobWriter(self, digest, size, what)
+            try:
+                yield w
+            finally:
+                if not w._file.closed:
+                    w.close()
+
+    # Image records, for `image list` and `image prune`.
+
+    def _record_path(self, ref: str) -> Path:
+        return self.root / "images" / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".json")
+
+    def record(self, rec: ImageRecord) -> None:
+        self._ensure()
+        path = self._record_path(rec.ref)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rec.to_json(), indent=1) + "\n")
+        os.replace(tmp, path)
+
+    def lookup(self, ref: str) -> ImageRecord | None:
+        path = self._record_path(ref)
+        return _load_record(path) if path.is_file() else None
+
+    def images(self) -> list[ImageRecord]:
+        d = self.root / "images"
+        if not d.is_dir():
+            return []
+        recs = [r for p in sorted(d.glob("*.json")) if (r := _load_record(p)) is not None]
+        return sorted(recs, key=lambda r: r.ref)
+
+    def prune(self, everything: bool = False) -> PruneResult:
+        """Remove blobs no recorded image needs (all of them with `everything`)."""
+        if not self.root.is_dir():
+            return PruneResult(0, 0, 0)
+        with self.lock(exclusive=True):
+            images = self.images()
+            removed_images = 0
+            if everything:
+                for rec in images:
+                    self._record_path(rec.ref).unlink(missing_ok=True)
+                    removed_images += 1
+                images = []
+            keep = {d for rec in images for d in rec.blobs}
+            count = freed = 0
+            blobs = self.root / "blobs"
+            for algo_dir in blobs.iterdir() if blobs.is_dir() else []:
+                for blob in algo_dir.iterdir():
+                    if f"{algo_dir.name}:{blob.name}" in keep:
+                        continue
+                    freed += blob.lstat().st_size
+                    blob.unlink()
+                    count += 1
+            for sub in ("tmp", "locks"):
+                for f in (self.root / sub).iterdir():
+                    freed += f.lstat().st_size
+                    if f.is_dir():
+                        shutil.rmtree(f)
+                    else:
+                        f.unlink()
+            return PruneResult(count, freed, removed_images)
+
+
+def _load_record(path: Path) -> ImageRecord | None:
+    try:
+        d = json.loads(path.read_text())
+        return ImageRecord(str(d["ref"]), str(d["manifest_digest"]), str(d["config_digest"]),
+                           tuple(str(x) for x in d["blobs"]), int(d["size"]),
+                           float(d.get("pulled", 0)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable cache record %s: %s", path, exc)
+        return None
+
