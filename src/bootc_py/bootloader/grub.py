@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bootc_py.bootloader.bls import BlsEntry
 from bootc_py.errors import BootloaderError
-from bootc_py.run import run
+from bootc_py.run import run, which
 
 GRUB_CFG = "grub/grub.cfg"  # relative to the /boot filesystem
 
@@ -93,6 +93,7 @@ def _modules_dir(image_root: Path, platform: str) -> Path:
 def install_bios(device: Path, boot_dir: Path, image_root: Path) -> None:
     """grub-install for i386-pc into the disk's BIOS boot partition, modules from the image."""
     modules = _modules_dir(image_root, "i386-pc")
+    which("udevadm")  # grub-install finds a partition's start through it; fail clearly first
     run(["grub-install", "--target=i386-pc", f"--directory={modules}",
          f"--boot-directory={boot_dir}", f"--modules={' '.join(BIOS_MODULES)}",
          "--no-nvram", str(device)])

@@ -63,8 +63,8 @@ def render_origin(target_imgref: str, manifest_digest: str) -> str:
 
 def init(root: Path, stateroot: str) -> OstreeRepo:
     """`ostree admin init-fs` + `os-init`; ostree writes only BLS entries (we own the loader)."""
-    run(["ostree", "admin", "init-fs", "--modern", str(root)])
-    run(["ostree", "admin", "os-init", f"--sysroot={root}", stateroot])
+    run(["ostree", "admin", "init-fs", "--modern", str(root)], quiet=True)
+    run(["ostree", "admin", "os-init", f"--sysroot={root}", stateroot], quiet=True)
     repo = OstreeRepo(root / "ostree/repo")
     repo.config_set("sysroot.bootloader", "none")
     return repo
@@ -78,7 +78,7 @@ def deploy(root: Path, stateroot: str, ref: str, commit: str, *, origin: str,
         # --karg-append keeps repeated keys (console=tty0 console=ttyS0) in order.
         run(["ostree", "admin", "deploy", f"--sysroot={root}", f"--os={stateroot}",
              f"--origin-file={origin_file}", "--karg-none",
-             *[f"--karg-append={k}" for k in kargs], ref])
+             *[f"--karg-append={k}" for k in kargs], ref], quiet=True)
     finally:
         origin_file.unlink(missing_ok=True)
     deploy_dir = root / "ostree/deploy" / stateroot / "deploy"
