@@ -59,7 +59,7 @@ class ClientOptions:
     tls_verify: bool | None = None  # None: verify unless registries.conf marks it insecure
     authfile: Path | None = None
     retries: int = 4  # extra attempts after the first
-    backoff: float = 0.5  # first delay; doubles per attempt (with jitter)
+    backoff: float = 0.25  # first delay; doubles per attempt (with jitter)
     connect_timeout: float = 15.0
     read_timeout: float = 60.0  # silence on an open connection before we call it dropped
 
@@ -329,9 +329,9 @@ class RegistryClient:
     def _fail(self, resp: requests.Response, what: str) -> Exception:
         detail = _registry_errors(resp)
         code = resp.status_code
-        suffix = f": {detail}" if detail else ""
+        suffix = f" ({detail})" if detail else ""
         if code == 404:
-            return NotFoundError(f"{what} not found in {self.host}{suffix}")
+            return NotFoundError(f"{what} not found{suffix}")
         if code == 401:
             return self._auth_error()
         if code == 403:
@@ -351,7 +351,8 @@ class RegistryClient:
         with contextlib.closing(resp):
             if resp.status_code != 200:
                 raise self._fail(resp, f"image {self.host}/{self.repo}:{reference}"
-                                 if not dg.is_digest(reference) else what)
+                                 if not dg.is_digest(reference)
+                                 else f"image {self.host}/{self.repo}@{reference}")
             body = b""
             try:
                 for chunk in resp.iter_content(64 << 10):
@@ -384,7 +385,7 @@ class RegistryClient:
                     self._restart(writer, progress)
                     continue
                 if resp.status_code not in (200, 206):
-                    raise self._fail(resp, f"{what} of {self.repo}")
+                    raise self._fail(resp, f"{what} of {self.host}/{self.repo}")
                 if start and (resp.status_code == 200 or not resp.headers.get(
                         "Content-Range", "").startswith(f"bytes {start}-")):
                     log.debug("%s: server ignored the Range request; fetching it whole", what)

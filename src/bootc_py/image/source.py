@@ -445,8 +445,8 @@ def pull(ref: ImageRef, opts: PullOptions) -> Image:
     image downloads no blob bytes."""
     with blog.step("pull", f"Pulling {ref}"):
         image = _fetch(ref, opts, with_layers=True)
-    log.info("%s: %s, %d layers, %s fetched", ref, dg.short(image.manifest_digest),
-             len(image.layers), human_size(image.fetched))
+    log.info("pulled %s (%s): %d layers, %s, %s fetched", ref, dg.short(image.manifest_digest),
+             len(image.layers), human_size(image.size), human_size(image.fetched))
     return image
 
 

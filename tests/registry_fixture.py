@@ -1,0 +1,234 @@
+"""A real Debian `docker-registry` on a free loopback port, and a connection-dropping proxy.
+
+    with Registry(tmp_path / "reg") as reg:             # anonymous
+        reg.push(layout_dir, "v1", "demo/app:1")        # through skopeo
+    with Registry(tmp, users={"tester": "s3cret"}) as reg:   # htpasswd basic auth
+
+Used by the integration tests of the image source; other suites may use it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from bootc_py.run import output, run, which
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Registry:
+    """docker-registry serving `root/data`, stopped (and its files removed) on exit."""
+
+    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.users = users or {}
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "data"
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps a blob's bytes (to tamper with it)."""
+        hexpart = digest.split(":", 1)[1]
+        return (self.storage / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart
+                / "data")
+
+    def start(self) -> Registry:
+        exe = which("docker-registry")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage.mkdir(exist_ok=True)
+        auth = ""
+        if self.users:
+            htpasswd = self.root / "htpasswd"
+            lines = [output(["htpasswd", "-Bbn", u, p]) for u, p in self.users.items()]
+            htpasswd.write_text("\n".join(lines) + "\n")
+            auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+        for _ in range(5):  # the port can be taken between choosing and binding it
+            self.port = free_port()
+            cfg = self.root / "config.yml"
+            cfg.write_text(
+                "version: 0.1\n"
+                "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
+                "  delete:\n    enabled: true\n"
+                f"http:\n  addr: {self.host}\n" + auth)
+            logf = open(self.root / "registry.log", "ab")  # noqa: SIM115 (owned by the process)
+            self._proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=logf, stderr=logf,
+                                          stdin=subprocess.DEVNULL)
+            logf.close()
+            if self._wait_ready():
+                return self
+            self.stop()
+        raise RuntimeError(f"docker-registry did not start; see {self.root / 'registry.log'}")
+
+    def _wait_ready(self, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                return False
+            try:
+                r = requests.get(f"http://{self.host}/v2/", timeout=1)
+                if r.status_code in (200, 401):
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Registry:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def push(self, layout: Path, tag: str, dest: str, *, creds: str | None = None,
+             all_images: bool = False) -> str:
+        """skopeo copy oci:LAYOUT:TAG docker://HOST/DEST; returns the image reference."""
+        ref = f"docker://{self.host}/{dest}"
+        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+        if all_images:
+            argv.append("--all")
+        if creds:
+            argv += ["--dest-creds", creds]
+        run([*argv, f"oci:{layout}:{tag}", ref], quiet=True)
+        return ref
+
+
+class DroppingProxy:
+    """A TCP proxy in front of a registry that cuts the first response to a blob GET after
+    `cut_after` bytes (a registry that drops the connection mid-blob). Records each request
+    line with its Range header, so a test can see the resume."""
+
+    def __init__(self, upstream: str, blob: str, cut_after: int = 64 << 10,
+                 times: int = 1) -> None:
+        self.upstream = upstream
+        self.blob = blob.encode()
+        self.cut_after = cut_after
+        self.times = times
+        self.requests: list[str] = []
+        self.port = free_port()
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> DroppingProxy:
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sock.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([self._sock], [], [], 0.1)
+                if not r:
+                    continue
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, client: socket.socket) -> None:
+        host, port = self.upstream.rsplit(":", 1)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(client)
+            try:
+                server = stack.enter_context(socket.create_connection((host, int(port))))
+            except OSError:
+                return
+            armed_at: int | None = None
+            sent = 0
+            while not self._stop.is_set():
+                r, _, _ = select.select([client, server], [], [], 0.1)
+                if client in r:
+                    data = client.recv(65536)
+                    if not data:
+                        return
+                    head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+                    lines = head.split("\r\n")
+                    rng = next((x for x in lines if x.lower().startswith("range:")), "")
+                    self.requests.append(f"{lines[0]} {rng}".strip())
+                    if self.blob in data and b"GET " in data and self.times > 0 and not rng:
+                        self.times -= 1
+                        armed_at = sent
+                    server.sendall(data)
+                if server in r:
+                    data = server.recv(65536)
+                    if not data:
+                        return
+                    if armed_at is not None and sent + len(data) - armed_at > self.cut_after:
+                        keep = max(0, armed_at + self.cut_after - sent)
+                        client.sendall(data[:keep])
+                        with contextlib.suppress(OSError):
+                            client.shutdown(socket.SHUT_RDWR)
+                        return  # drop both connections mid-body
+                    client.sendall(data)
+                    sent += len(data)
+
+
+@contextlib.contextmanager
+def env(**values: str | None) -> Iterator[None]:
+    """Temporarily set (or, with None, unset) environment variables."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
