@@ -1,0 +1,138 @@
+"""Bad input: each is a one-line error, and the target is left as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SyntheticImages, run_cli
+
+from bootc_py.disk.loop import LoopDevice
+from bootc_py.disk.mount import Mount
+
+
+def digest(path: Path) -> str:
+    """Hash of where anything was written: the GPT, the first partition, the backup GPT."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(110 << 20))
+        f.seek(-(1 << 20), 2)
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def one_line_error(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+@pytest.fixture()
+def used_disk(tmp_path: Path) -> Path:
+    """A disk image holding a partition table and an ext4 filesystem."""
+    disk = tmp_path / "used.raw"
+    disk.write_bytes(b"")
+    with open(disk, "r+b") as f:
+        f.truncate(5 << 30)
+    subprocess.run(["sgdisk", "-n", "1:0:+100M", "-t", "1:8300", str(disk)], check=True,
+                   capture_output=True)
+    with LoopDevice(disk) as loop:
+        subprocess.run(["mkfs.ext4", "-q", str(loop.partition(1))], check=True)
+    return disk
+
+
+@pytest.fixture()
+def loop_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "blank.raw"
+    with open(disk, "wb") as f:
+        f.truncate(5 << 30)
+    with LoopDevice(disk) as loop:
+        yield loop.path
+
+
+def install(synthetic: SyntheticImages, *args: str, tag: str = "v1") -> tuple[int, str]:
+    res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref(tag),
+                  "--cache-dir", str(synthetic.cache), *args)
+    return res.returncode, res.stderr
+
+
+def test_missing_device(synthetic: SyntheticImages, tmp_path: Path) -> None:
+    rc, err = install(synthetic, str(tmp_path / "nope"))
+    assert rc != 0
+    assert "does not exist" in one_line_error(err) or "not found" in one_line_error(err)
+
+
+def test_used_disk_without_wipe_is_refused_and_untouched(synthetic: SyntheticImages,
+                                                          used_disk: Path) -> None:
+    before = digest(used_disk)
+    rc, err = install(synthetic, "--via-loopback", str(used_disk))
+    assert rc != 0
+    assert "--wipe" in err
+    one_line_error(err)
+    assert digest(used_disk) == before
+
+
+def test_mounted_device_is_refused(synthetic: SyntheticImages, used_disk: Path,
+                                   tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        rc, err = install(synthetic, "--wipe", str(loop.path))
+        assert rc != 0
+        line = one_line_error(err)
+        assert "mounted" in line and str(mnt) in line
+
+
+def test_too_small_is_refused(synthetic: SyntheticImages, tmp_path: Path) -> None:
+    disk = tmp_path / "small.raw"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 30)
+    rc, err = install(synthetic, "--via-loopback", str(disk))
+    assert rc != 0
+    assert "too small" in one_line_error(err)
+    assert disk.stat().st_size == 1 << 30
+    with open(disk, "rb") as f:
+        assert not f.read(1 << 20).strip(b"\0")  # no partition table was written
+
+
+@pytest.mark.parametrize(("tag", "message"), [
+    ("nokernel", "no kernel"),
+    ("twokernels", "2 kernels"),
+])
+def test_unbootable_image_is_refused_before_writing(synthetic: SyntheticImages, tag: str,
+                                                    message: str, loop_disk: Path) -> None:
+    rc, err = install(synthetic, "--wipe", str(loop_disk), tag=tag)
+    assert rc != 0
+    assert message in one_line_error(err)
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2  # still blank: nothing was written
+
+
+def test_unknown_filesystem(synthetic: SyntheticImages, loop_disk: Path) -> None:
+    rc, err = install(synthetic, "--wipe", "--filesystem", "zfs", str(loop_disk))
+    assert rc == 2
+    assert "unknown filesystem 'zfs'" in one_line_error(err)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(synthetic: SyntheticImages,
+                                                    loop_disk: Path) -> None:
+    res = run_cli("install", "to-disk", "--dry-run", "--wipe", "--filesystem", "ext4",
+                  "--source-imgref", synthetic.ref("v1"), "--cache-dir", str(synthetic.cache),
+                  str(loop_disk))
+    assert res.returncode == 0, res.stderr
+    assert "Root fs:      ext4" in res.stdout
+    assert "EFI-SYSTEM" in res.stdout and "root" in res.stdout
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2  # nothing found on the device: it was not written
+
+
+def test_no_source_outside_a_container(tmp_path: Path) -> None:
+    res = run_cli("install", "to-disk", "--via-loopback", str(tmp_path / "d.raw"))
+    assert res.returncode != 0
+    assert "--source-imgref" in res.stderr
+    one_line_error(res.stderr)
+    assert not (tmp_path / "d.raw").exists()
