@@ -25,9 +25,10 @@ from bootc_py.disk.devices import (
     size_and_sector,
     wait_for_partitions,
 )
+from bootc_py.disk.gpt import read_type_guids, set_type_guids
 from bootc_py.disk.mkfs import make_filesystem
 from bootc_py.disk.model import human_size
-from bootc_py.disk.plan import PartitionPlan, PartType, PlannedPartition, Role
+from bootc_py.disk.plan import PartitionPlan, PlannedPartition, Role
 from bootc_py.errors import DiskError
 from bootc_py.log import step
 from bootc_py.run import run
@@ -108,7 +109,7 @@ def apply_plan(device: Path, plan: PartitionPlan) -> AppliedDisk:
         raise DiskError(f"{device} is {human_size(size)}, smaller than the "
                         f"{human_size(plan.device_size)} the plan was made for")
 
-    with step("partition", f"Partitioning {device}"):
+    with step("partition-table", f"Writing the GPT of {device}"):
         wipe(device)
         write_table(device, plan)
         reread_partitions(device)
@@ -116,7 +117,7 @@ def apply_plan(device: Path, plan: PartitionPlan) -> AppliedDisk:
         nodes = wait_for_partitions(device, expected)
 
     applied = []
-    with step("format", f"Creating filesystems on {device}"):
+    with step("mkfs", f"Creating filesystems on {device}"):
         for p in plan.partitions:
             node = nodes[p.number]
             # Old signatures may sit at the new partition's offsets (an earlier layout).
@@ -139,7 +140,7 @@ def wipe(device: Path) -> None:
 
 def write_table(device: Path, plan: PartitionPlan) -> None:
     """Write a fresh GPT exactly as planned: geometry and names through pyparted; type GUIDs
-    through pyparted where libparted can set them (> 3.5), else with one `sgdisk` call."""
+    through pyparted where libparted can set them (> 3.5), else patched in by gpt.py."""
     ss = plan.sector_size
     untyped: list[PlannedPartition] = []
     with _parted_device(device) as dev:
@@ -163,10 +164,12 @@ def write_table(device: Path, plan: PartitionPlan) -> None:
             disk.commitToDevice()
         except PARTED_ERRORS as exc:
             raise DiskError(f"writing the partition table of {device} failed: {exc}") from exc
-    todo = [p for p in untyped if p.type_guid != PartType.LINUX_FS]  # libparted's default
-    if todo:
-        run(["sgdisk", *[f"--typecode={p.number}:{p.type_guid}" for p in todo], device],
-            quiet=True)
+    set_type_guids(device, ss, {p.number: p.type_guid for p in untyped})
+    written = read_type_guids(device, ss)
+    wanted = {p.number: p.type_guid for p in plan.partitions}
+    if written != wanted:
+        raise DiskError(f"{device}: the partition types written ({written}) differ from the "
+                        f"plan ({wanted})")
 
 
 @contextmanager
