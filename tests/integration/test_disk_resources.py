@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from bootc_py.disk import mount as mount_mod
+from bootc_py.disk.apply import write_table
 from bootc_py.disk.discover import parse_mountinfo, parse_swaps
 from bootc_py.disk.esp import Esp
 from bootc_py.disk.loop import LoopDevice, create_sparse, loops_of
 from bootc_py.disk.model import GiB, MiB
 from bootc_py.disk.mount import Mount, Mounts, is_mountpoint
+from bootc_py.disk.plan import PartitionPlan, PartType, PlannedPartition, Role
 from bootc_py.errors import DiskError
 from bootc_py.run import output, run
 
@@ -86,9 +88,11 @@ def work(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Path]:
 
 
 def partitioned(path: Path, size: int = GiB) -> Path:
-    """A sparse disk image with two partitions, the second formatted ext4 from the start."""
+    """A sparse disk image with a GPT of two partitions: 64 MiB ESP, then the rest."""
     create_sparse(path, size)
-    run(["sgdisk", "-n", "1:0:+64M", "-t", "1:EF00", "-n", "2:0:0", path], quiet=True)
+    parts = (PlannedPartition(1, Role.ESP, MiB, 64 * MiB, PartType.ESP, "esp"),
+             PlannedPartition(2, Role.ROOT, 65 * MiB, size - 66 * MiB, PartType.LINUX_FS, "data"))
+    write_table(path, PartitionPlan(size, 512, parts))  # pyparted: quicker than sgdisk's sleep
     return path
 
 
@@ -114,7 +118,8 @@ def test_create_sparse(work: Path) -> None:
     assert f.stat().st_size == 4 * GiB and f.stat().st_blocks == 0
     f.write_bytes(b"x" * 4096)
     create_sparse(f, GiB)  # recreated: old content does not leak through
-    assert f.stat().st_size == GiB and f.read_bytes()[:4096] == b"\0" * 4096
+    with open(f, "rb") as fh:
+        assert f.stat().st_size == GiB and fh.read(4096) == b"\0" * 4096
 
 
 def test_loop_device_attaches_partitions_and_detaches(work: Path) -> None:
@@ -136,9 +141,8 @@ def test_loop_device_attaches_partitions_and_detaches(work: Path) -> None:
 def test_loop_device_rescan_after_repartitioning(work: Path) -> None:
     disk = partitioned(work / "disk.raw")
     with LoopDevice(disk) as loop:
-        run(["sgdisk", "--zap-all", loop.path], quiet=True)
-        run(["sgdisk", "-n", "1:0:+10M", "-n", "2:0:+10M", "-n", "3:0:+10M", loop.path],
-            quiet=True)
+        run(["sgdisk", "--clear", "-n", "1:0:+10M", "-n", "2:0:+10M", "-n", "3:0:+10M",
+             loop.path], quiet=True)
         loop.rescan()
         assert [loop.partition(n).is_block_device() for n in (1, 2, 3)] == [True] * 3
         assert Path(f"/sys/block/{loop.path.name}/{loop.path.name}p2/start").read_text() \
