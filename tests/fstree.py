@@ -41,7 +41,7 @@ def snapshot(root: Path, *, mtimes: bool = True, dir_mtimes: bool = True) -> dic
             if stat.S_ISREG(kind):
                 h = hashlib.sha256()
                 with open(path, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
                         h.update(chunk)
                 d["size"] = st.st_size
                 d["sha256"] = h.hexdigest()

@@ -48,7 +48,7 @@ class LayerBuilder:
 
     def __init__(self, fmt: int = tarfile.PAX_FORMAT) -> None:
         self._buf = io.BytesIO()
-        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)
+        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)  # noqa: SIM115
         self._data: bytes | None = None
 
     def _add(self, name: str, kind: bytes, *, mode: int, uid: int = 0, gid: int = 0,
