@@ -105,12 +105,14 @@ class Esp:
     def copy_tree(self, src: Path, dest: str) -> None:
         """Copy the contents of directory `src` under `dest`, recursively."""
         self.mkdir(dest)
-        for child in sorted(Path(src).iterdir()):
-            target = f"{self._norm(dest).rstrip('/')}/{child.name}"
+        base = self._norm(dest).rstrip("/")
+        children = sorted(Path(src).iterdir())
+        files = [str(c) for c in children if not c.is_dir()]
+        if files:  # one mcopy per directory: the files keep their names under dest
+            self._mtools("mcopy", "-o", "-n", *files, f"::{base}/")
+        for child in children:
             if child.is_dir():
-                self.copy_tree(child, target)
-            else:
-                self._mtools("mcopy", "-o", "-n", str(child), "::" + target)
+                self.copy_tree(child, f"{base}/{child.name}")
 
     def write_bytes(self, dest: str, data: bytes) -> None:
         with tempfile.TemporaryDirectory(prefix="bootc-py-esp-") as tmp:
