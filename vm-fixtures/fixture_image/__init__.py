@@ -12,8 +12,8 @@ Tar streams and gzip are deterministic, so v1 and v2 share their two lower blobs
 
 from __future__ import annotations
 
-from fixture_image.build import BuildResult, build_image
+from fixture_image.build import BuildResult, build_image, build_images
 from fixture_image.errors import FixtureError
 from fixture_image.recipe import VARIANTS, Variant
 
-__all__ = ["VARIANTS", "BuildResult", "FixtureError", "Variant", "build_image"]
+__all__ = ["VARIANTS", "BuildResult", "FixtureError", "Variant", "build_image", "build_images"]

@@ -1,0 +1,122 @@
+"""Fixtures for the VM tests: the sample images and cold qemu boots that return the guest's
+BOOTC-PY-CHECK report.
+
+    def test_it_boots(sample_images, boot_check, tmp_path):
+        ...  # make a disk from sample_images.ref("v1") with bootc-py
+        facts = boot_check(Drive(disk), firmware="bios")
+        assert facts["variant"] == "v1"
+
+When a test fails, the tail of every serial console it booted is added to its report.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmharness import VM, Drive
+from vmharness import boot_check as _boot_check
+from vmharness.samples import DirectBootDisk, SampleImages, build_samples, make_direct_boot_disk
+from vmharness.testing import require_root, require_tool
+
+SERIAL_LOGS = pytest.StashKey[list[tuple[str, Path]]]()
+VM_TOOLS = ("qemu-system-x86_64", "qemu-img")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        for name, log in item.stash.get(SERIAL_LOGS, []):
+            try:
+                text = log.read_bytes().decode(errors="replace").replace("\r", "")
+            except OSError:
+                continue
+            tail = "\n".join([ln for ln in text.splitlines() if ln.strip()][-60:])
+            report.sections.append((f"serial console: {name} ({log})", tail or "(empty)"))
+
+
+def _remember(request: pytest.FixtureRequest, name: str, log: Path) -> None:
+    request.node.stash.setdefault(SERIAL_LOGS, []).append((name, log))
+
+
+@pytest.fixture(scope="session")
+def sample_images(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+    """The sample images v1, v2, broken in one OCI layout (built once; from cache in seconds).
+
+    `.oci_dir`, `.ref("v1")` -> "oci:/...:v1", `.manifest_digest(v)`, `.version(v)`,
+    `.layer_digests(v)`, `.config(v)`, `.push(v, "127.0.0.1:PORT/name:tag")`.
+    """
+    require_root(request.config)
+    require_tool(request.config, "mmdebstrap", "umoci", "skopeo")
+    return build_samples(tmp_path_factory.mktemp("sample-images") / "oci")
+
+
+@pytest.fixture(scope="session")
+def sample_rootfs(sample_images: SampleImages, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Callable[[str], Any]:
+    """`sample_rootfs("v1")` -> Rootfs (`.path`, `.kver`, `.vmlinuz`, `.initramfs`), unpacked
+    once per session with umoci."""
+    work = tmp_path_factory.mktemp("sample-rootfs")
+    return lambda variant="v1": sample_images.rootfs(variant, work)
+
+
+@pytest.fixture(scope="session")
+def direct_boot_disk(request: pytest.FixtureRequest, sample_rootfs: Callable[[str], Any],
+                     tmp_path_factory: pytest.TempPathFactory
+                     ) -> Callable[[str], DirectBootDisk]:
+    """`direct_boot_disk("v1")` -> an ext4 disk of the flattened image (no ostree, no
+    bootloader) plus `.vm_args()` to boot it with the image's own kernel and initramfs.
+    Boot it with `Drive(d.disk, snapshot=True)` to keep it pristine for other tests."""
+    require_tool(request.config, "mkfs.ext4")
+    work = tmp_path_factory.mktemp("direct-boot")
+    made: dict[str, DirectBootDisk] = {}
+
+    def get(variant: str = "v1") -> DirectBootDisk:
+        if variant not in made:
+            made[variant] = make_direct_boot_disk(sample_rootfs(variant),
+                                                  work / f"{variant}.raw")
+        return made[variant]
+    return get
+
+
+@pytest.fixture
+def vm_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., VM]]:
+    """`vm_factory(**VM args)` -> a VM (not started: `with vm: vm.check()`), its files under
+    tmp_path/<name>-<n>; stopped at the end of the test; serial tail on failure."""
+    require_tool(request.config, *VM_TOOLS)
+    vms: list[VM] = []
+    counter = itertools.count(1)
+
+    def make(**kwargs: Any) -> VM:
+        name = kwargs.pop("name", "vm")
+        workdir = kwargs.pop("workdir", tmp_path / f"{name}-{next(counter)}")
+        vm = VM(name=name, workdir=workdir, **kwargs)
+        _remember(request, f"{name} ({workdir.name})", vm.serial_log)
+        vms.append(vm)
+        return vm
+    yield make
+    for vm in vms:
+        vm.close()
+
+
+@pytest.fixture
+def boot_check(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """`boot_check(*drives, firmware="uefi", script=None, poweroff=True, timeout=..., **VM args)`
+    -> the guest's check report (dict). One cold boot each call; call it again to boot again.
+    The guest powers itself off after reporting, so its writes are on the disk."""
+    require_tool(request.config, *VM_TOOLS)
+    counter = itertools.count(1)
+
+    def boot(*drives: Drive | Path | str, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs.pop("name", "boot")
+        workdir = kwargs.pop("workdir", tmp_path / f"{name}-{next(counter)}")
+        _remember(request, f"{name} ({workdir.name})", workdir / "serial.log")
+        return _boot_check(*drives, name=name, workdir=workdir, **kwargs)
+    return boot

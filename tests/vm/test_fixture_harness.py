@@ -1,0 +1,114 @@
+"""The harness itself: the sample image's own kernel and initramfs boot a plain ext4 disk of
+its flattened tree under both firmwares, and the guest's check report arrives; per-boot
+scripts and clean power-off work across two cold boots; a guest that never reports fails
+fast with what was awaited and the serial tail."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmharness import VM, Drive, VMExited, VMTimeout
+from vmharness.samples import DirectBootDisk
+from vmharness.testing import require_tool
+
+
+def _summary(facts: dict[str, Any]) -> str:
+    keep = {k: facts.get(k) for k in ("variant", "system_state", "failed_units", "cmdline",
+                                       "harness", "boot_timing")}
+    return repr(keep)
+
+
+@pytest.mark.parametrize("firmware", ["uefi", "bios"])
+def test_direct_boot_reports_facts(firmware: str, direct_boot_disk: Callable[[str], DirectBootDisk],
+                                   boot_check: Callable[..., dict[str, Any]]) -> None:
+    d = direct_boot_disk("v1")
+    facts = boot_check(Drive(d.disk, snapshot=True), firmware=firmware, name=f"direct-{firmware}",
+                       **d.vm_args())
+    print(f"{firmware}: report after {facts['harness']['seconds_to_report']} s, "
+          f"{facts.get('boot_timing')}")
+    assert facts["variant"] == "v1", _summary(facts)
+    assert f"root=LABEL={d.label}" in facts["cmdline"].split()
+    assert facts["kernel"] == d.rootfs.kver
+    root = facts["mounts"]["/"]
+    assert (root["fstype"], root["writable"], root["ro"]) == ("ext4", True, False), root
+    assert facts["mounts"]["/usr"]["writable"] is True          # a plain disk: no ostree
+    assert facts["mounts"]["/boot/efi"] == {"exists": False}
+    assert facts["ostree"]["booted"] is False
+    assert facts["ostree"]["booted_deployment"] is None
+    assert facts["hostname"] == "bootc-py-fixture"
+    root_user = next(u for u in facts["users"] if u["name"] == "root")
+    assert root_user["password"] == "empty" and root_user["authorized_keys"] == []
+    assert facts["bootc_py"] is not None, "bootc-py is not in the image"
+    assert facts["script"] is None
+    assert facts["system_state"] == "running", _summary(facts)
+    assert facts["failed_units"] == [], _summary(facts)
+    assert facts["harness"]["exit_status"] == 0           # the guest powered itself off
+
+
+def test_script_and_persistence_across_cold_boots(
+        direct_boot_disk: Callable[[str], DirectBootDisk],
+        boot_check: Callable[..., dict[str, Any]], tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """Boot, write /etc and /var from a script, power off; boot again (other firmware), read.
+    The disk is a qcow2 overlay on the shared raw disk."""
+    require_tool(request.config, "qemu-img")
+    d = direct_boot_disk("v1")
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(d.disk), "-F", "raw",
+                    str(overlay)], check=True)
+    first = boot_check(overlay, firmware="uefi", name="write", **d.vm_args(), script=(
+        "set -e\necho persisted-etc > /etc/bootc-py-harness\n"
+        "echo persisted-var > /var/lib/bootc-py-harness\necho $((6 * 7))\n"
+        "echo to-stderr >&2\n"))
+    assert first["script"]["rc"] == 0, first["script"]
+    assert first["script"]["stdout"] == "42\n"
+    assert first["script"]["stderr"] == "to-stderr\n"
+    assert first["harness"]["exit_status"] == 0
+
+    second = boot_check(overlay, firmware="bios", name="read", **d.vm_args(),
+                        script="cat /etc/bootc-py-harness /var/lib/bootc-py-harness; exit 3\n")
+    assert second["script"]["stdout"] == "persisted-etc\npersisted-var\n", second["script"]
+    assert second["script"]["rc"] == 3
+    assert second["machine_id"] == first["machine_id"]       # the same installed system
+
+
+def test_timeout_names_what_was_awaited_and_the_serial_tail(
+        direct_boot_disk: Callable[[str], DirectBootDisk],
+        vm_factory: Callable[..., VM]) -> None:
+    """A kernel without its initramfs panics (no virtio_blk) and hangs (panic=0): no report."""
+    d = direct_boot_disk("v1")
+    vm = vm_factory(name="never-reports", firmware="bios", kernel=d.rootfs.vmlinuz,
+                    append="console=ttyS0 root=/dev/vda panic=0")
+    with vm:
+        assert vm.wait_for(r"Linux version (\S+)", timeout=120)[1] == d.rootfs.kver
+        t0 = time.monotonic()
+        with pytest.raises(VMTimeout) as err:
+            vm.check(timeout=20)
+        waited = time.monotonic() - t0
+    msg = str(err.value)
+    assert waited < 30
+    assert "timed out after 20 s waiting for the guest's BOOTC-PY-CHECK report" in msg
+    assert "last serial console lines" in msg and str(vm.serial_log) in msg
+    assert "Kernel panic" in msg or "VFS" in msg, msg
+
+
+def test_qemu_exit_ends_the_wait_at_once(direct_boot_disk: Callable[[str], DirectBootDisk],
+                                         vm_factory: Callable[..., VM]) -> None:
+    """The same panic with panic=1 reboots, and -no-reboot ends qemu: no need to time out."""
+    d = direct_boot_disk("v1")
+    vm = vm_factory(name="exits", firmware="bios", kernel=d.rootfs.vmlinuz,
+                    append="console=ttyS0 root=/dev/vda panic=1")
+    with vm, pytest.raises(VMExited) as err:
+        vm.check(timeout=600)
+    assert vm.elapsed < 120
+    assert "qemu exited (status 0)" in str(err.value)
+    assert "while waiting for the guest's BOOTC-PY-CHECK report" in str(err.value)
+    assert "Kernel panic" in str(err.value)
+    assert [e["data"]["reason"] for e in vm.events if e["event"] == "SHUTDOWN"] == \
+        ["guest-reset"], vm.events
