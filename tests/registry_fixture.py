@@ -137,8 +137,9 @@ class DroppingProxy:
     line with its Range header, so a test can see the resume."""
 
     def __init__(self, upstream: str, blob: str, cut_after: int = 64 << 10,
-                 times: int = 1) -> None:
+                 times: int = 1, cut_ranged: bool = False) -> None:
         self.upstream = upstream
+        self.cut_ranged = cut_ranged
         self.blob = blob.encode()
         self.cut_after = cut_after
         self.times = times
@@ -178,6 +179,10 @@ class DroppingProxy:
             self._threads.append(t)
 
     def _serve(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # a client hanging up is not the proxy's problem
+            self._relay(client)
+
+    def _relay(self, client: socket.socket) -> None:
         host, port = self.upstream.rsplit(":", 1)
         with contextlib.ExitStack() as stack:
             stack.enter_context(client)
@@ -197,7 +202,8 @@ class DroppingProxy:
                     lines = head.split("\r\n")
                     rng = next((x for x in lines if x.lower().startswith("range:")), "")
                     self.requests.append(f"{lines[0]} {rng}".strip())
-                    if self.blob in data and b"GET " in data and self.times > 0 and not rng:
+                    if (self.blob in data and b"GET " in data and self.times > 0
+                            and (self.cut_ranged or not rng)):
                         self.times -= 1
                         armed_at = sent
                     server.sendall(data)
