@@ -36,6 +36,7 @@ class BuildResult:
     manifest_digest: str
     layers: tuple[Blob, ...]
     built: tuple[str, ...]          # which layers were built now (the rest came from the cache)
+    layer_keys: tuple[str, str]     # cache keys of the OS and bootc-py layers
     kver: str
     seconds: float
 
@@ -166,7 +167,8 @@ def build_images(variants: list[str], layout_dir: Path, tags: list[str] | None =
             result = BuildResult(variant=name, layout=layout_dir, tag=tag,
                                  manifest_digest=digest,
                                  layers=(os_rec.blob, bootc_rec.blob, top), built=tuple(built),
-                                 kver=kver, seconds=time.monotonic() - t0)
+                                 layer_keys=(os_rec.key, bootc_rec.key), kver=kver,
+                                 seconds=time.monotonic() - t0)
             say(f"wrote {result.ref} ({digest[:19]}) in {result.seconds:.1f} s")
             results.append(result)
     return results
