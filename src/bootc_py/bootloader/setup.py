@@ -118,8 +118,10 @@ def update(boot: Path, *, setup: BootloaderSetup | None = None,
     entries = read_entries(boot)
     done: list[str] = []
     if setup.grub_bios or setup.grub_efi:
+        prefix = setup.grub_prefix.removesuffix("/grub")  # "" or "/boot"
         grub.write_grub_cfg(boot, grub.render_grub_cfg(entries, setup.boot_uuid,
-                                                       timeout=setup.timeout))
+                                                       timeout=setup.timeout,
+                                                       path_prefix=prefix))
         done.append(f"grub.cfg ({len(entries)} entries)")
     if setup.systemd_boot:
         esp = _open_esp(esp_device or find_esp(setup))

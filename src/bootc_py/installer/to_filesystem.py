@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bootc_py.disk import discover
 from bootc_py.disk.plan import PartType
 from bootc_py.errors import InstallError, UsageError
 from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
@@ -63,12 +64,11 @@ def _disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
         stack.extend(node.get("children", []))
     if disk is None:
         return None, {}
-    parts = json.loads(output(["lsblk", "--json", "--paths", "--output", "NAME,PARTTYPE",
-                               disk]))
+    # Partition types come from discovery (blkid), which works without udev.
     found: dict[str, str] = {}
-    for child in parts["blockdevices"][0].get("children", []):
-        if child.get("parttype"):
-            found.setdefault(child["parttype"].upper(), child["name"])
+    for part in discover.disk_info(Path(disk)).partitions:
+        if part.parttype:
+            found.setdefault(part.parttype.upper(), str(part.path))
     return disk, found
 
 
