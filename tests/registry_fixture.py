@@ -9,8 +9,12 @@ Used by the integration tests of the image source; other suites may use it too.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.server
+import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -21,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -36,9 +41,11 @@ def free_port() -> int:
 class Registry:
     """docker-registry serving `root/data`, stopped (and its files removed) on exit."""
 
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, users: dict[str, str] | None = None,
+                 token: TokenServer | None = None) -> None:
         self.root = Path(root)
         self.users = users or {}
+        self.token = token
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +73,11 @@ class Registry:
             lines = [output(["htpasswd", "-Bbn", u, p]) for u, p in self.users.items()]
             htpasswd.write_text("\n".join(lines) + "\n")
             auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
+        if self.token is not None:
+            auth = ("auth:\n  token:\n"
+                    f"    realm: {self.token.realm}\n    service: {TokenServer.SERVICE}\n"
+                    f"    issuer: {TokenServer.ISSUER}\n"
+                    f"    rootcertbundle: {self.token.cert}\n")
         for _ in range(5):  # the port can be taken between choosing and binding it
             self.port = free_port()
             cfg = self.root / "config.yml"
@@ -129,6 +141,113 @@ class Registry:
             argv += ["--dest-creds", creds]
         run([*argv, f"oci:{layout}:{tag}", ref], quiet=True)
         return ref
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _der_to_raw_ecdsa(der: bytes) -> bytes:
+    """openssl's DER ECDSA signature (SEQUENCE of two INTEGERs) -> JWS's r || s."""
+    assert der[0] == 0x30
+    pos = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = b""
+    for _ in range(2):
+        assert der[pos] == 0x02
+        length = der[pos + 1]
+        out += der[pos + 2:pos + 2 + length].lstrip(b"\0").rjust(32, b"\0")
+        pos += 2 + length
+    return out
+
+
+class TokenServer:
+    """A bearer-token service for docker-registry's `auth: token` (what Docker Hub, quay.io
+    and ghcr.io use): checks basic credentials, then issues an ES256 JWT signed with openssl
+    for the requested scopes. `issued` counts the tokens handed out."""
+
+    SERVICE = "test-registry"
+    ISSUER = "test-issuer"
+
+    def __init__(self, root: Path, users: dict[str, str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.users = users
+        self.key = self.root / "key.pem"
+        self.cert = self.root / "cert.pem"
+        self.issued = 0
+        run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+             str(self.key)], quiet=True)
+        run(["openssl", "req", "-new", "-x509", "-key", str(self.key), "-out", str(self.cert),
+             "-days", "2", "-subj", "/CN=bootc-py test token issuer"], quiet=True)
+        der = self.root / "cert.der"
+        run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER", "-out", str(der)],
+            quiet=True)
+        self._x5c = base64.b64encode(der.read_bytes()).decode()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server._handle(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def __enter__(self) -> TokenServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _sign(self, claims: dict[str, object]) -> str:
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [self._x5c]}
+        signing_input = (_b64url(json.dumps(header).encode()) + "."
+                         + _b64url(json.dumps(claims).encode()))
+        der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                             input=signing_input.encode(), capture_output=True,
+                             check=True).stdout
+        return signing_input + "." + _b64url(_der_to_raw_ecdsa(der))
+
+    def _handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        query = parse_qs(urlparse(req.path).query)
+        user = None
+        header = req.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            if self.users.get(name) == password:
+                user = name
+        if user is None:
+            req.send_response(401)
+            req.send_header("Content-Type", "application/json")
+            req.end_headers()
+            req.wfile.write(b'{"details": "incorrect username or password"}')
+            return
+        access = []
+        for scope in query.get("scope", []):
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        token = self._sign({"iss": self.ISSUER, "sub": user, "aud": self.SERVICE,
+                            "exp": now + 300, "nbf": now - 10, "iat": now,
+                            "jti": secrets.token_hex(8), "access": access})
+        self.issued += 1
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
 
 
 class DroppingProxy:

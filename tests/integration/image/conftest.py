@@ -13,7 +13,7 @@ from imagefix import PASSWORD, USER, Images, require_tool
 from bootc_py.image.source import PullOptions
 from image_cases import TRAVERSAL, feature_layers
 from oci_builder import LayerBuilder, OciLayout
-from registry_fixture import Registry
+from registry_fixture import Registry, TokenServer
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +51,19 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory,
     require_tool("docker-registry", "skopeo", "htpasswd")
     with Registry(tmp_path_factory.mktemp("auth-registry"), users={USER: PASSWORD}) as reg:
         reg.push(images.layout, "small", "private/small:1", creds=f"{USER}:{PASSWORD}")
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory,
+                   images: Images) -> Iterator[Registry]:
+    """docker-registry with bearer-token auth (`auth: token`), the scheme public registries
+    use, and its token service."""
+    require_tool("docker-registry", "skopeo", "openssl")
+    root = tmp_path_factory.mktemp("token-registry")
+    with TokenServer(root / "token", {USER: PASSWORD}) as ts, \
+            Registry(root / "registry", token=ts) as reg:
+        reg.push(images.layout, "big", "private/big:1", creds=f"{USER}:{PASSWORD}")
         yield reg
 
 

@@ -115,6 +115,24 @@ def test_basic_auth(auth_registry: Registry, opts: PullOptions, tmp_path: Path,
     assert pull(ref, opts).fetched == 0
 
 
+def test_bearer_token_auth(token_registry: Registry, opts: PullOptions, tmp_path: Path,
+                           no_default_auth: Path) -> None:
+    assert token_registry.token is not None
+    ref = parse_imgref(_ref(token_registry, "private/big:1"))
+    with pytest.raises(AuthError, match=f"registry {token_registry.host} requires "
+                                        "authentication"):
+        pull(ref, opts)
+    wrong = _authfile(tmp_path / "wrong.json", token_registry.host, USER, "nope")
+    with pytest.raises(AuthError, match=f"rejected the credentials for user '{USER}'"):
+        pull(ref, replace(opts, authfile=wrong))
+    good = _authfile(tmp_path / "good.json", token_registry.host, USER, PASSWORD)
+    before = token_registry.token.issued
+    img = pull(ref, replace(opts, authfile=good))
+    assert len(img.layers) == 2 and img.fetched == img.size
+    # One token, asked for with the pull scope, serves the manifest and parallel blob fetches.
+    assert token_registry.token.issued == before + 1
+
+
 def test_tampered_blob_in_registry_storage(registry: Registry, opts: PullOptions,
                                            tmp_path: Path) -> None:
     layout = OciLayout(tmp_path / "oci")
