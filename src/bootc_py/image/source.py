@@ -347,20 +347,18 @@ def _fetch_layers(cache: BlobCache, fetcher: _Fetcher, layers: tuple[Layer, ...]
             log.info("all %d layers of %s are in the cache", len(unique), label)
             return 0
         total = sum(x.size for x in missing)
-        fetched = [0]
-        lock = threading.Lock()
         cancel = threading.Event()
 
         def one(layer: Layer, bar: blog.ByteProgress) -> None:
             with cache.writer(layer.digest, layer.size, "layer") as w:
                 if w is None:
                     return  # another process fetched it meanwhile
-                start = w.offset
+                resumed = w.offset > 0
                 try:
                     fetcher.blob(layer.digest, w, bar, cancel)
                     w.commit()
                 except DigestMismatchError:
-                    if start == 0:
+                    if not resumed:
                         raise
                     # The partial we resumed from may have been the bad part: once more, whole.
                     log.info("layer %s: resumed download did not verify; fetching it whole",
@@ -371,13 +369,16 @@ def _fetch_layers(cache: BlobCache, fetcher: _Fetcher, layers: tuple[Layer, ...]
                         w2.commit()
                     finally:
                         w2.close()
-                    start = 0
-                with lock:
-                    fetched[0] += layer.size - start
 
         with blog.progress_bytes("pull", f"Pulling {label}", total) as bar:
             futures = [pool.submit(one, x, bar) for x in missing]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: stop the downloads now, keep partials to resume
+                cancel.set()
+                for f in futures:
+                    f.cancel()
+                raise
             failed = [f for f in done if f.exception() is not None]
             if failed:
                 cancel.set()
@@ -387,7 +388,8 @@ def _fetch_layers(cache: BlobCache, fetcher: _Fetcher, layers: tuple[Layer, ...]
                 exc = failed[0].exception()
                 assert exc is not None
                 raise exc
-        return fetched[0]
+            # What this process downloaded (restarts are subtracted by the fetchers).
+            return bar.done
 
 
 def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
