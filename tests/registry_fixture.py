@@ -255,10 +255,14 @@ class DroppingProxy:
     `cut_after` bytes (a registry that drops the connection mid-blob). Records each request
     line with its Range header, so a test can see the resume."""
 
-    def __init__(self, upstream: str, blob: str, cut_after: int = 64 << 10,
-                 times: int = 1, cut_ranged: bool = False) -> None:
+    def __init__(self, upstream: str, blob: str = "", cut_after: int = 64 << 10,
+                 times: int = 1, cut_ranged: bool = False,
+                 busy: list[tuple[int, str]] | None = None) -> None:
         self.upstream = upstream
         self.cut_ranged = cut_ranged
+        # Answer the first requests with these (status, Retry-After) instead of forwarding
+        # them: an overloaded or rate-limiting registry.
+        self.busy = list(busy or [])
         self.blob = blob.encode()
         self.cut_after = cut_after
         self.times = times
@@ -321,7 +325,13 @@ class DroppingProxy:
                     lines = head.split("\r\n")
                     rng = next((x for x in lines if x.lower().startswith("range:")), "")
                     self.requests.append(f"{lines[0]} {rng}".strip())
-                    if (self.blob in data and b"GET " in data and self.times > 0
+                    if self.busy and lines[0].startswith("GET /v2/") and lines[0] != \
+                            "GET /v2/ HTTP/1.1":
+                        status, retry_after = self.busy.pop(0)
+                        client.sendall(f"HTTP/1.1 {status} Busy\r\nRetry-After: {retry_after}"
+                                       "\r\nContent-Length: 0\r\n\r\n".encode())
+                        continue
+                    if (self.blob and self.blob in data and b"GET " in data and self.times > 0
                             and (self.cut_ranged or not rng)):
                         self.times -= 1
                         armed_at = sent

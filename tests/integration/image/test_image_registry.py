@@ -184,6 +184,21 @@ def test_connection_dropped_every_time_fails_then_resumes_later(
     assert img.fetched == big.size - kept  # the first part was not downloaded again
 
 
+def test_retries_on_5xx_and_429_honouring_retry_after(registry: Registry,
+                                                      opts: PullOptions) -> None:
+    busy = [(503, "0"), (429, "1"), (502, "0")]
+    with DroppingProxy(registry.host, busy=list(busy)) as proxy:
+        t0 = time.monotonic()
+        img = pull(parse_imgref(f"docker://{proxy.host}/test/small:1"),
+                   replace(opts, retries=4))
+        elapsed = time.monotonic() - t0
+    assert img.labels == {"version": "1"} and not proxy.busy
+    assert elapsed >= 1.0  # Retry-After: 1 was honoured
+    with DroppingProxy(registry.host, busy=[(503, "0")] * 10) as proxy, pytest.raises(
+            RegistryError, match=r"answered HTTP 503 for image .*test/small:1"):
+        pull(parse_imgref(f"docker://{proxy.host}/test/small:1"), replace(opts, retries=2))
+
+
 def test_registry_down(opts: PullOptions) -> None:
     port = free_port()
     t0 = time.monotonic()
