@@ -131,7 +131,8 @@ class _Applier:
                 if not create:
                     return None
                 self._mark_parent(path)
-                os.mkdir(path, 0o755)
+                os.mkdir(path)
+                os.chmod(path, 0o755)  # whatever the umask: the same tree every time
                 real.append(comp)
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -153,9 +154,6 @@ class _Applier:
         result = self.root + "".join("/" + c for c in real)
         self._dirs[key] = result
         return result
-
-    def _rel(self, real: str) -> str:
-        return real[len(self.root) + 1:]
 
     def _mark_parent(self, path: str) -> None:
         """Remember the parent's times before we change it, to put them back at the end."""

@@ -30,7 +30,7 @@ def _load_json(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-class _Layout:
+class Layout:
     """Common logic; subclasses provide _read() and _open()."""
 
     label: str
@@ -99,7 +99,7 @@ class _Layout:
         return descs[0]
 
 
-class OciDir(_Layout):
+class OciDir(Layout):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.label = str(path)
@@ -121,7 +121,7 @@ class OciDir(_Layout):
         return self.path / self._blob_name(digest)
 
 
-class OciArchive(_Layout):
+class OciArchive(Layout):
     """A tar of an OCI layout, read in place (members are indexed once, then seeked to)."""
 
     def __init__(self, path: Path) -> None:

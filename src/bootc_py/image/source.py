@@ -27,7 +27,7 @@ from bootc_py.errors import DigestMismatchError, ImageError, UnsupportedError
 from bootc_py.image import digest as dg
 from bootc_py.image import mediatypes as mt
 from bootc_py.image.cache import BlobCache, BlobWriter, ImageRecord, default_cache_dir
-from bootc_py.image.oci_layout import OciArchive, OciDir, _Layout
+from bootc_py.image.oci_layout import Layout, OciArchive, OciDir
 from bootc_py.image.ref import ImageRef, Transport
 from bootc_py.image.registry import ClientOptions, RegistryClient
 from bootc_py.run import run
@@ -116,7 +116,7 @@ class Image:
 # Parsing and validating what sources send.
 
 @dataclass(frozen=True)
-class _Descriptor:
+class Descriptor:
     media_type: str
     digest: str
     size: int
@@ -132,7 +132,7 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-def _descriptor(d: Any, what: str) -> _Descriptor:
+def _descriptor(d: Any, what: str) -> Descriptor:
     if not isinstance(d, dict):
         raise ImageError(f"malformed {what}: not an object")
     digest, size, media_type = d.get("digest"), d.get("size"), d.get("mediaType", "")
@@ -142,7 +142,7 @@ def _descriptor(d: Any, what: str) -> _Descriptor:
         raise ImageError(f"malformed {what}: invalid size {size!r}")
     if not isinstance(media_type, str):
         raise ImageError(f"malformed {what}: invalid mediaType {media_type!r}")
-    return _Descriptor(media_type, digest, size)
+    return Descriptor(media_type, digest, size)
 
 
 def _media_type(doc: dict[str, Any], hint: str | None, what: str) -> str:
@@ -165,14 +165,14 @@ def _norm_arch(arch: str) -> str:
     return ARCH_ALIASES.get(arch, arch)
 
 
-def select_platform(index: dict[str, Any], opts: PullOptions, what: str) -> _Descriptor:
+def select_platform(index: dict[str, Any], opts: PullOptions, what: str) -> Descriptor:
     """The index entry for opts.os/opts.arch (and variant), as containers/image chooses it."""
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
         raise ImageError(f"malformed {what}: no 'manifests' list")
     want_arch = _norm_arch(opts.arch)
     have: list[str] = []
-    matches: list[tuple[int, _Descriptor]] = []
+    matches: list[tuple[int, Descriptor]] = []
     for i, m in enumerate(manifests):
         desc = _descriptor(m, f"{what}: manifests[{i}]")
         plat = m.get("platform") or {}
@@ -199,7 +199,7 @@ def select_platform(index: dict[str, Any], opts: PullOptions, what: str) -> _Des
 
 
 def _manifest_descriptors(doc: dict[str, Any], what: str
-                          ) -> tuple[_Descriptor, tuple[_Descriptor, ...]]:
+                          ) -> tuple[Descriptor, tuple[Descriptor, ...]]:
     if doc.get("schemaVersion") != 2:
         raise ImageError(f"malformed {what}: schemaVersion is {doc.get('schemaVersion')!r}, "
                          "not 2")
@@ -262,7 +262,7 @@ class _RegistryFetcher:
 
 
 class _LayoutFetcher:
-    def __init__(self, layout: _Layout, tag: str | None) -> None:
+    def __init__(self, layout: Layout, tag: str | None) -> None:
         self.layout = layout
         self.tag = tag
 
@@ -318,7 +318,7 @@ def _open_fetcher(ref: ImageRef, opts: PullOptions, cache: BlobCache) -> Iterato
 
 # The pull itself.
 
-def _small_blob(cache: BlobCache, fetcher: _Fetcher, desc: _Descriptor, what: str) -> bytes:
+def _small_blob(cache: BlobCache, fetcher: _Fetcher, desc: Descriptor, what: str) -> bytes:
     """A config blob: from the cache if it is there and intact, else fetched and cached."""
     if desc.size > CONFIG_LIMIT:
         raise ImageError(f"{what} is {desc.size} bytes, more than the {CONFIG_LIMIT} allowed")

@@ -223,7 +223,8 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
         except ValueError:
             raise ImageError("the layer has a malformed pax header") from None
         rec = data[sp + 1:pos + length]
-        if length <= 0 or sp < 0 or not rec.endswith(b"\n") or b"=" not in rec:
+        if (length <= 0 or sp < 0 or pos + length > len(data) or not rec.endswith(b"\n")
+                or b"=" not in rec):
             raise ImageError("the layer has a malformed pax header")
         key, _, value = rec[:-1].partition(b"=")
         out[key.decode("utf-8", "surrogateescape")] = value
