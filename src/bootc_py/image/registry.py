@@ -129,7 +129,8 @@ class RegistryClient:
         self._verify: bool | str = not self.insecure
         self._cert: tuple[str, str] | None = None
         self._load_certs_d()
-        self._creds: Credentials | None = find_credentials(ref.name, opts.authfile)
+        # Credentials for where we actually connect (a relocated registry has its own).
+        self._creds: Credentials | None = find_credentials(name, opts.authfile)
         self._base: str | None = None
         self._challenge: Challenge | None = None
         self._auth: str | None = None  # the Authorization header value in use
