@@ -4,6 +4,7 @@ images pushed with skopeo, umoci as the flatten reference."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from registry_fixture import Registry, TokenServer
 
 
 @pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
-    layout = OciLayout(tmp_path_factory.mktemp("images") / "oci")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
+    root = tmp_path_factory.mktemp("images")
+    layout = OciLayout(root / "oci")
     l1, l2, l3 = feature_layers()
     # umoci 0.4.7 reads gzip and plain layers only; the zstd variant is compared to ours.
     layout.add_image("features", [l1.blob("gzip"), l2.blob(""), l3.blob("gzip")],
@@ -32,7 +34,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     layout.add_index("multi", {"amd64": [small[0]], "arm64": [small[1]]})
     for name, layers in TRAVERSAL.items():
         layout.add_image(f"trav-{name}", [x.blob("gzip") for x in layers])
-    return Images(layout.path, big.digest)
+    yield Images(layout.path, big.digest)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +68,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory,
             Registry(root / "registry", token=ts) as reg:
         reg.push(images.layout, "big", "private/big:1", creds=f"{USER}:{PASSWORD}")
         yield reg
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

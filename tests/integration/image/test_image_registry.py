@@ -54,6 +54,11 @@ def test_pull_matches_skopeo_and_second_pull_fetches_nothing(
         assert cache.verify(layer.digest, layer.size)
     again = pull(ref, opts)
     assert again.fetched == 0 and again.manifest_digest == img.manifest_digest
+    # A corrupted cached layer is noticed and fetched again (only that one).
+    victim = img.layers[-1]
+    img.blob_path(victim.digest).write_bytes(b"corrupt")
+    assert pull(ref, opts).fetched == victim.size
+    assert cache.verify(victim.digest, victim.size)
 
 
 def test_pull_by_digest(registry: Registry, opts: PullOptions) -> None:
