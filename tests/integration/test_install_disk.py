@@ -85,6 +85,8 @@ def test_sysroot_deployment_entry_origin(installed: Path) -> None:
         deployments = list((mnt / "ostree/deploy/default/deploy").glob("*.0"))
         assert len(deployments) == 1
         dep = deployments[0]
+        assert dep.stat().st_mode & 0o7777 == 0o755  # services running as users need it
+        assert (dep / "usr").stat().st_mode & 0o7777 == 0o755
         # The image content, in ostree layout, with the top layer's whiteout applied.
         assert (dep / "usr/share/syn/variant").read_text() == "v1\n"
         assert (dep / "usr/etc/os-release").exists()

@@ -36,6 +36,7 @@ def make_rootfs(root: Path, kernels: tuple[str, ...] = ("6.1.0-1-amd64",)) -> Pa
 
 def test_layout_moves_state_under_var_and_etc_under_usr(tmp_path: Path) -> None:
     root = make_rootfs(tmp_path / "root")
+    root.chmod(0o700)
     kernel = to_ostree_layout(root)
     assert kernel.version == "6.1.0-1-amd64"
     assert (root / "usr/etc/os-release").read_text() == "ID=debian\n"
@@ -63,6 +64,7 @@ def test_layout_moves_state_under_var_and_etc_under_usr(tmp_path: Path) -> None:
     assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
     assert (root / "sysroot").is_dir()
     assert not os.path.lexists(root / "vmlinuz")
+    assert root.stat().st_mode & 0o7777 == 0o755
 
 
 def test_layout_never_writes_through_existing_files(tmp_path: Path) -> None:

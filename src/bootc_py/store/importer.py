@@ -73,6 +73,9 @@ def _scratch(repo: OstreeRepo, prefix: str) -> Iterator[Path]:
 
 def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int) -> str:
     with _scratch(repo, "bootc-py-layer-") as tree:
+        # mkdtemp makes 0700; the committed root must be 0755 unless the layer says otherwise,
+        # or every non-root service (dbus...) is locked out of the booted system.
+        tree.chmod(0o755)
         result = apply_layer(image.blob_path(layer.digest), layer.media_type, tree,
                              whiteouts=WhiteoutMode.RECORD, skip_special=True)
         # Keep whiteouts as Docker-style marker files; `ostree checkout --whiteouts` applies

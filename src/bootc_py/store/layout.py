@@ -182,4 +182,5 @@ def to_ostree_layout(root: Path) -> KernelInfo:
     _remove(root / "ostree")
     (root / "ostree").symlink_to("sysroot/ostree")
     _write_new(root / TMPFILES_NAME, "\n".join(tmpfiles) + "\n")
+    root.chmod(0o755)  # the deployment root: whatever the layers said, / is 0755
     return kernel
