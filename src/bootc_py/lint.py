@@ -60,19 +60,25 @@ class DirView:
         return sorted(found)
 
 
+def _drain(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(1 << 20):
+        yield chunk
+
+
 def _decompressed_chunks(data: IO[bytes]) -> Iterator[bytes]:
     head = data.read(6)
     data.seek(0)
     if head.startswith(b"\x1f\x8b"):
-        stream: IO[bytes] = cast(IO[bytes], gzip.GzipFile(fileobj=data))
+        with gzip.GzipFile(fileobj=data) as gz:
+            yield from _drain(cast(IO[bytes], gz))
     elif head.startswith(b"\x28\xb5\x2f\xfd"):
-        stream = zstandard.ZstdDecompressor().stream_reader(data)
+        with zstandard.ZstdDecompressor().stream_reader(data) as zst:
+            yield from _drain(zst)
     elif head.startswith(b"\xfd7zXZ"):
-        stream = cast(IO[bytes], lzma.LZMAFile(data))
+        with lzma.LZMAFile(data) as xz:
+            yield from _drain(cast(IO[bytes], xz))
     else:
-        stream = data
-    while chunk := stream.read(1 << 20):
-        yield chunk
+        yield from _drain(data)
 
 
 def _contains(chunks: Iterator[bytes], needle: bytes) -> bool:

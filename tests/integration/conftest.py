@@ -2,40 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from synthetic import KVER, base_tree, build_image
-
-BOOTC_PY = Path(sys.executable).parent / "bootc-py"
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    proc = subprocess.run([str(BOOTC_PY), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=900)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-@dataclass(frozen=True)
-class SyntheticImages:
-    layout: Path
-    cache: Path
-
-    def ref(self, tag: str) -> str:
-        return f"oci:{self.layout}:{tag}"
+from synthetic import KVER, SyntheticImages, base_tree, build_image
 
 
 def _top(variant: str):  # type: ignore[no-untyped-def]

@@ -9,13 +9,42 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fixture_image.oci import Layout, canonical_json, write_layer
 
 KVER = "6.1.0-test-amd64"
+BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    proc = subprocess.run([str(BOOTC_PY), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass(frozen=True)
+class SyntheticImages:
+    layout: Path
+    cache: Path
+
+    def ref(self, tag: str) -> str:
+        return f"oci:{self.layout}:{tag}"
+
+
 Tree = Callable[[Path], None]
 
 

@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import SyntheticImages, run_cli
+from synthetic import SyntheticImages, run_cli
 
 from bootc_py.disk.esp import Esp
 from bootc_py.disk.loop import LoopDevice

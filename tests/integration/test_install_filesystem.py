@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import SyntheticImages, run_cli
+from synthetic import SyntheticImages, run_cli
 
 from bootc_py.disk.esp import Esp
 from bootc_py.disk.loop import LoopDevice

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SyntheticImages, run_cli
+from synthetic import SyntheticImages, run_cli
 
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SyntheticImages
+from synthetic import SyntheticImages
 
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull

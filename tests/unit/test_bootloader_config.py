@@ -9,7 +9,8 @@ from bootc_py.bootloader.bls import read_entries
 
 ENTRY = """title Debian GNU/Linux 12 (bookworm) {ver} (ostree:{idx})
 version {version}
-options root=UUID=abc rw console=tty0 console=ttyS0,115200n8 ostree=/ostree/boot.1/default/{csum}/{idx}
+options root=UUID=abc rw console=tty0 console=ttyS0,115200n8 \
+ostree=/ostree/boot.1/default/{csum}/{idx}
 linux /ostree/default-{csum}/vmlinuz-6.1.0-50-cloud-amd64
 initrd /ostree/default-{csum}/initramfs-6.1.0-50-cloud-amd64.img
 """

@@ -90,8 +90,9 @@ def _modules_dir(image_root: Path, platform: str) -> Path:
     path = image_root / "usr/lib/grub" / platform
     if not (path / "moddep.lst").is_file():
         package = "grub-pc-bin" if platform == "i386-pc" else "grub-efi-amd64-bin"
-        raise BootloaderError(f"the image has no GRUB {platform} modules in /usr/lib/grub/{platform}",
-                              f"install '{package}' in the image, or pick another --bootloader")
+        raise BootloaderError(
+            f"the image has no GRUB {platform} modules in /usr/lib/grub/{platform}",
+            f"install '{package}' in the image, or pick another --bootloader")
     return path
 
 
