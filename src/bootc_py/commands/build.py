@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from bootc_py.commands.common import AUTHFILE_HELP, CACHE_HELP, TLS_HELP, parse_size
+from bootc_py.commands.common import (
+    AUTHFILE,
+    BOOTLOADER,
+    CACHE_DIR,
+    KARG,
+    ROOT_KEYS,
+    TARGET_IMGREF,
+    TLS_VERIFY,
+    parse_size,
+)
 
 
 def build(
@@ -23,18 +32,13 @@ def build(
     disk_size: str = typer.Option(None, "--disk-size", metavar="SIZE",
                                   help="Virtual disk size, e.g. 10G (default: from the "
                                   "image's size, at least 4 GiB)."),
-    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
-                                      help="Where the installed system takes updates from."),
-    karg: list[str] = typer.Option(None, "--karg", metavar="KARG",
-                                   help="Extra kernel argument (repeatable)."),
-    root_ssh_authorized_keys: Path = typer.Option(
-        None, "--root-ssh-authorized-keys", metavar="FILE",
-        help="Install these SSH public keys for root."),
-    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
-                                   help="UEFI bootloader (BIOS always gets GRUB)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    target_imgref: str = TARGET_IMGREF,
+    karg: list[str] = KARG,
+    root_ssh_authorized_keys: Path = ROOT_KEYS,
+    bootloader: str = BOOTLOADER,
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
 ) -> None:
     """Build disk images (raw, qcow2, vmdk, vhd) from a bootable container image.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import typer
+
 from bootc_py.errors import UsageError
 from bootc_py.image.cache import default_cache_dir
 from bootc_py.image.source import PullOptions
@@ -14,6 +16,22 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 TLS_HELP = "Verify TLS for registries (--tls-verify=false allows plain http)."
 CACHE_HELP = "Blob cache directory (default /var/lib/bootc-py/cache, env BOOTC_PY_CACHE_DIR)."
 AUTHFILE_HELP = "Registry credentials file (containers auth.json format)."
+
+# Options several commands share, declared once (typer reads them per command).
+CACHE_DIR = typer.Option(None, "--cache-dir", help=CACHE_HELP)
+TLS_VERIFY = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP)
+AUTHFILE = typer.Option(None, "--authfile", help=AUTHFILE_HELP)
+TARGET_IMGREF = typer.Option(None, "--target-imgref", metavar="IMGREF",
+                             help="The image reference later updates come from "
+                             "(default: the source).")
+KARG = typer.Option(None, "--karg", metavar="KARG",
+                    help="Extra kernel argument; repeat for more (repeated keys like console= "
+                    "are all kept).")
+ROOT_KEYS = typer.Option(None, "--root-ssh-authorized-keys", metavar="FILE",
+                         help="Install these SSH public keys for root.")
+BOOTLOADER = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
+                          help="Bootloader to install (systemd-boot is UEFI-only; BIOS then "
+                          "gets GRUB with --generic-image).")
 
 
 def parse_size(text: str, what: str) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bootc_py.commands.common import AUTHFILE_HELP, CACHE_HELP, TLS_HELP, pull_options
+from bootc_py.commands.common import AUTHFILE, CACHE_DIR, TLS_VERIFY, pull_options
 
 app = typer.Typer(help="Check bootable container images.", no_args_is_help=True)
 
@@ -15,9 +15,9 @@ app = typer.Typer(help="Check bootable container images.", no_args_is_help=True)
 def lint_cmd(
     target: str = typer.Argument("/", help="A root filesystem directory, or an image reference "
                                  "(default: / , the container being built)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
 ) -> None:
     """Check an image against the bootable-image contract; one line per problem.
 

@@ -7,9 +7,13 @@ from pathlib import Path
 import typer
 
 from bootc_py.commands.common import (
-    AUTHFILE_HELP,
-    CACHE_HELP,
-    TLS_HELP,
+    AUTHFILE,
+    BOOTLOADER,
+    CACHE_DIR,
+    KARG,
+    ROOT_KEYS,
+    TARGET_IMGREF,
+    TLS_VERIFY,
     parse_size,
     pull_options,
 )
@@ -21,10 +25,13 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-SOURCE_HELP = ("The image to install (docker://, registry:, oci:, oci-archive:, "
-               "containers-storage:). Default: the bootable container bootc-py runs in.")
-TARGET_HELP = "The image reference later updates come from (default: the source)."
-KARG_HELP = "Extra kernel argument; repeat for more (repeated keys like console= are all kept)."
+SOURCE_IMGREF = typer.Option(None, "--source-imgref", metavar="IMGREF",
+                             help="The image to install (docker://, registry:, oci:, "
+                             "oci-archive:, containers-storage:). Default: the bootable "
+                             "container bootc-py runs in.")
+STATEROOT = typer.Option("default", "--stateroot", help="ostree stateroot name.")
+GENERIC = typer.Option(False, "--generic-image", help="Boot under both BIOS and UEFI firmware.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the install plan and change nothing.")
 
 
 def _options(*, source_imgref: str | None, target_imgref: str | None, stateroot: str,
@@ -65,24 +72,17 @@ def to_disk(
     disk_size: str = typer.Option(None, "--disk-size", metavar="SIZE",
                                   help="With --via-loopback: size of a new image file "
                                   "(default: from the image's size)."),
-    source_imgref: str = typer.Option(None, "--source-imgref", metavar="IMGREF",
-                                      help=SOURCE_HELP),
-    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
-                                      help=TARGET_HELP),
-    karg: list[str] = typer.Option(None, "--karg", metavar="KARG", help=KARG_HELP),
-    root_ssh_authorized_keys: Path = typer.Option(
-        None, "--root-ssh-authorized-keys", metavar="FILE",
-        help="Install these SSH public keys for root."),
-    stateroot: str = typer.Option("default", "--stateroot", help="ostree stateroot name."),
-    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
-                                   help="Bootloader to install."),
-    generic_image: bool = typer.Option(False, "--generic-image",
-                                       help="Boot under both BIOS and UEFI firmware."),
-    dry_run: bool = typer.Option(False, "--dry-run",
-                                 help="Print the install plan and change nothing."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    source_imgref: str = SOURCE_IMGREF,
+    target_imgref: str = TARGET_IMGREF,
+    karg: list[str] = KARG,
+    root_ssh_authorized_keys: Path = ROOT_KEYS,
+    stateroot: str = STATEROOT,
+    bootloader: str = BOOTLOADER,
+    generic_image: bool = GENERIC,
+    dry_run: bool = DRY_RUN,
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
 ) -> None:
     """Partition DEVICE and install the image with an immutable root.
 
@@ -110,24 +110,17 @@ def to_disk(
 def to_filesystem(
     root_mount: Path = typer.Argument(..., help="The mounted root filesystem (with /boot "
                                       "mounted under it if separate)."),
-    source_imgref: str = typer.Option(None, "--source-imgref", metavar="IMGREF",
-                                      help=SOURCE_HELP),
-    target_imgref: str = typer.Option(None, "--target-imgref", metavar="IMGREF",
-                                      help=TARGET_HELP),
-    karg: list[str] = typer.Option(None, "--karg", metavar="KARG", help=KARG_HELP),
-    root_ssh_authorized_keys: Path = typer.Option(
-        None, "--root-ssh-authorized-keys", metavar="FILE",
-        help="Install these SSH public keys for root."),
-    stateroot: str = typer.Option("default", "--stateroot", help="ostree stateroot name."),
-    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd|none",
-                                   help="Bootloader to install."),
-    generic_image: bool = typer.Option(False, "--generic-image",
-                                       help="Boot under both BIOS and UEFI firmware."),
-    dry_run: bool = typer.Option(False, "--dry-run",
-                                 help="Print the install plan and change nothing."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    source_imgref: str = SOURCE_IMGREF,
+    target_imgref: str = TARGET_IMGREF,
+    karg: list[str] = KARG,
+    root_ssh_authorized_keys: Path = ROOT_KEYS,
+    stateroot: str = STATEROOT,
+    bootloader: str = BOOTLOADER,
+    generic_image: bool = GENERIC,
+    dry_run: bool = DRY_RUN,
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
 ) -> None:
     """Install into filesystems you prepared and mounted (RAID, LVM, custom layouts)."""
     from bootc_py.installer.to_filesystem import install_to_filesystem
@@ -149,16 +142,16 @@ def to_filesystem(
 @app.command("print-configuration")
 def print_configuration(
     imgref: str = typer.Argument(None, help="The image (default: the one bootc-py runs in)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: Path = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
 ) -> None:
     """Print the image's merged install configuration as JSON (as bootc does)."""
     from bootc_py.image.ref import parse_imgref
     from bootc_py.image.source import pull
     from bootc_py.installer import config
-    from bootc_py.installer.prepare import running_image_ref
     from bootc_py.installer.preflight import summarize
+    from bootc_py.installer.prepare import running_image_ref
 
     ref = parse_imgref(imgref or running_image_ref())
     image = pull(ref, pull_options(cache_dir, tls_verify, authfile))

@@ -1,0 +1,153 @@
+"""The proof of the install: disks made by bootc-py boot under qemu, and the guest says so.
+
+One install with GRUB for BIOS and UEFI (--via-loopback implies --generic-image), one with
+systemd-boot, and a qcow2 from `bootc-py build`. Each boot is cold; the guest's check unit
+reports what is mounted where, what is writable, the kernel command line, root's keys and
+`bootc-py status --json`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmharness import Drive
+from vmharness.samples import SampleImages
+
+BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBootcPyVmTestKeyOnlyNotReal vmtest@bootc-py"
+KARGS = ("console=ttyS0,115200n8", "bootc_py.test=install")
+FIRMWARE_PROBE = "test -d /sys/firmware/efi && echo firmware=uefi || echo firmware=bios\n"
+WRITE = (FIRMWARE_PROBE + "echo from-first-boot > /etc/bootc-py-persist\n"
+         "mkdir -p /var/lib/bootc-py-test && echo from-first-boot > /var/lib/bootc-py-test/x\n")
+READ = "cat /etc/bootc-py-persist /var/lib/bootc-py-test/x\n"
+
+BootCheck = Callable[..., dict[str, Any]]
+
+
+def bootc_py(*args: str) -> None:
+    res = subprocess.run([str(BOOTC_PY), *args], capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, f"bootc-py {' '.join(args)} failed:\n{res.stderr[-3000:]}"
+
+
+def install(sample_images: SampleImages, work: Path, *extra: str) -> Path:
+    keys = work / "keys.pub"
+    keys.write_text(KEY + "\n")
+    disk = work / "disk.raw"
+    bootc_py("install", "to-disk", "--via-loopback", "--source-imgref", sample_images.ref("v1"),
+             "--target-imgref", "docker://127.0.0.1:5000/bootc-py-fixture:v1",
+             "--root-ssh-authorized-keys", str(keys),
+             *[f"--karg={k}" for k in KARGS], *extra, str(disk))
+    return disk
+
+
+def overlay(base: Path, path: Path) -> Path:
+    """A qcow2 over the installed disk: each test boots its own copy, writes persist in it."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
+                    str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def grub_disk(sample_images: SampleImages, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(sample_images, tmp_path_factory.mktemp("grub"))
+
+
+@pytest.fixture(scope="module")
+def sdboot_disk(sample_images: SampleImages, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(sample_images, tmp_path_factory.mktemp("sdboot"), "--bootloader=systemd")
+
+
+def assert_installed(facts: dict[str, Any], sample_images: SampleImages) -> None:
+    """What every installed disk must show once booted."""
+    assert facts["variant"] == "v1"
+    assert facts["failed_units"] == []
+    mounts = facts["mounts"]
+    root = mounts["/"]
+    assert "/ostree/deploy/default/deploy/" in root["source"]  # / is the deployment
+    assert mounts["/usr"]["ro"] and not mounts["/usr"]["writable"]
+    assert mounts["/etc"]["writable"]
+    assert mounts["/var"]["writable"] and mounts["/var"]["source"].endswith(
+        "[/ostree/deploy/default/var]")
+    assert mounts["/boot"]["fstype"] == "ext4"
+    assert facts["ostree"]["booted"]
+    cmdline = facts["cmdline"].split()
+    for karg in KARGS:
+        assert karg in cmdline
+    assert any(k.startswith("root=UUID=") for k in cmdline) and "rw" in cmdline
+    root_user = next(u for u in facts["users"] if u["name"] == "root")
+    assert root_user["home_real"] == "/var/roothome"
+    assert KEY in root_user["authorized_keys"]
+    status = facts["bootc_py"]
+    assert status and status["ok"], status
+    booted = status["status"]["status"]["booted"]
+    assert booted["image"]["image"] == {"image": "127.0.0.1:5000/bootc-py-fixture:v1",
+                                        "transport": "registry"}
+    assert booted["image"]["imageDigest"] == sample_images.manifest_digest("v1")
+    assert booted["image"]["version"] == sample_images.version("v1")
+
+
+def script_out(facts: dict[str, Any]) -> str:
+    script = facts["script"]
+    assert script is not None and script["rc"] == 0, script
+    return str(script["stdout"])
+
+
+def test_uefi_grub_boots_and_keeps_etc_and_var(grub_disk: Path, sample_images: SampleImages,
+                                                boot_check: BootCheck, tmp_path: Path) -> None:
+    disk = overlay(grub_disk, tmp_path / "uefi-grub.qcow2")
+    first = boot_check(Drive(disk), firmware="uefi", script=WRITE, name="uefi-grub")
+    assert_installed(first, sample_images)
+    assert "firmware=uefi" in script_out(first)
+    assert any(k.startswith("BOOT_IMAGE=") for k in first["cmdline"].split())  # GRUB booted
+    second = boot_check(Drive(disk), firmware="uefi", script=READ, name="uefi-grub-again")
+    assert script_out(second).split() == ["from-first-boot", "from-first-boot"]
+    assert second["machine_id"] == first["machine_id"]
+
+
+def test_bios_grub_boots(grub_disk: Path, sample_images: SampleImages, boot_check: BootCheck,
+                         tmp_path: Path) -> None:
+    disk = overlay(grub_disk, tmp_path / "bios-grub.qcow2")
+    facts = boot_check(Drive(disk), firmware="bios", script=FIRMWARE_PROBE, name="bios-grub")
+    assert_installed(facts, sample_images)
+    assert "firmware=bios" in script_out(facts)
+
+
+def test_uefi_systemd_boot_boots(sdboot_disk: Path, sample_images: SampleImages,
+                                 boot_check: BootCheck, tmp_path: Path) -> None:
+    disk = overlay(sdboot_disk, tmp_path / "sdboot.qcow2")
+    probe = FIRMWARE_PROBE + "ls /boot/efi/loader/entries /boot/efi/EFI/systemd\n"
+    facts = boot_check(Drive(disk), firmware="uefi", script=probe, name="systemd-boot")
+    assert_installed(facts, sample_images)
+    out = script_out(facts)
+    assert "firmware=uefi" in out and "systemd-bootx64.efi" in out
+    assert "ostree-1-default.conf" in out
+    # systemd-boot passes no BOOT_IMAGE= (GRUB does): this boot did not come through GRUB.
+    assert not any(k.startswith("BOOT_IMAGE=") for k in facts["cmdline"].split())
+
+
+def test_qcow2_from_build_boots(sample_images: SampleImages, boot_check: BootCheck,
+                                tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    keys = tmp_path / "keys.pub"
+    keys.write_text(KEY + "\n")
+    bootc_py("build", "--type", "qcow2", "--output", str(out),
+             "--target-imgref", "docker://127.0.0.1:5000/bootc-py-fixture:v1",
+             "--root-ssh-authorized-keys", str(keys), *[f"--karg={k}" for k in KARGS],
+             sample_images.ref("v1"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [a["path"] for a in manifest["artifacts"]] == ["qcow2/disk.qcow2"]
+    assert not (out / "image").exists()  # the intermediate raw disk is not left behind
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json",
+                                      str(out / "qcow2/disk.qcow2")], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2"
+    assert info["actual-size"] < info["virtual-size"] / 2  # sparse: no wasted bytes
+    facts = boot_check(Drive(out / "qcow2/disk.qcow2"), firmware="uefi", name="qcow2")
+    assert_installed(facts, sample_images)
