@@ -33,9 +33,9 @@ FW_CFG_ROOT = Path("/sys/firmware/qemu_fw_cfg")
 FW_CFG = FW_CFG_ROOT / "by_name/opt/bootc-py"
 VARIANT_FILE = Path("/usr/share/bootc-py-fixture/variant")
 PATHS = ("/", "/usr", "/etc", "/var", "/boot", "/boot/efi", "/sysroot")
-SETTLE_TIMEOUT = 300
+SETTLE_TIMEOUT = 180
 SCRIPT_TIMEOUT = 1200
-STATUS_TIMEOUT = 300
+STATUS_TIMEOUT = 180
 MAX_OUTPUT = 64 * 1024
 
 
@@ -47,7 +47,8 @@ def sh(argv: list[str], timeout: float = 60) -> tuple[int, str, str]:
     except FileNotFoundError:
         return 127, "", f"{argv[0]}: not found"
     except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(
+            errors="replace")
         return 124, out, f"timed out after {timeout} s"
     return res.returncode, res.stdout, res.stderr
 
@@ -63,9 +64,21 @@ def fw_cfg(name: str) -> bytes | None:
 
 
 def settle() -> dict[str, Any]:
+    """Wait (bounded) until systemd has no more boot jobs; a boot that never settles is
+    reported anyway, with the jobs still queued."""
+    console(f"bootc-py-check: waiting up to {SETTLE_TIMEOUT} s for the boot to settle")
     t0 = time.monotonic()
-    _, out, err = sh(["systemctl", "is-system-running", "--wait"], timeout=SETTLE_TIMEOUT)
-    return {"state": out.strip() or err.strip(), "waited_s": round(time.monotonic() - t0, 1)}
+    rc, out, err = sh(["systemctl", "is-system-running", "--wait"], timeout=SETTLE_TIMEOUT)
+    state = out.strip().splitlines()[-1] if out.strip() else err.strip()
+    facts: dict[str, Any] = {"state": state, "waited_s": round(time.monotonic() - t0, 1),
+                             "jobs": []}
+    if rc == 124:
+        now = sh(["systemctl", "is-system-running"])[1].strip()
+        facts["state"] = f"{now or 'unknown'} (not settled after {SETTLE_TIMEOUT} s)"
+        _, jobs, _ = sh(["systemctl", "list-jobs", "--no-legend", "--no-pager", "--plain"])
+        facts["jobs"] = [" ".join(line.split()[1:4]) for line in jobs.splitlines()
+                         if line.strip()]
+    return facts
 
 
 def run_script(text: bytes) -> dict[str, Any]:
@@ -209,6 +222,7 @@ def collect(settled: dict[str, Any], script: dict[str, Any] | None) -> dict[str,
         "hostname": socket.gethostname(),
         "system_state": settled["state"],
         "settle_seconds": settled["waited_s"],
+        "pending_jobs": settled["jobs"],
         "uptime_s": float((read_text("/proc/uptime") or "0").split()[0]),
         "boot_timing": sh(["systemd-analyze", "time"])[1].strip().splitlines()[:1],
         "mounts": {p: mount_facts(p) for p in PATHS},
@@ -227,6 +241,16 @@ def virtio_port() -> Path | None:
             if name_file.read_text().strip() == PORT_NAME:
                 return Path("/dev") / name_file.parent.name
     return None
+
+
+def console(text: str) -> None:
+    """A progress line on the serial console (for people reading it; tests read the JSON)."""
+    with contextlib.suppress(OSError):
+        fd = os.open("/dev/ttyS0", os.O_WRONLY | os.O_NOCTTY)
+        try:
+            os.write(fd, f"\r\n{text}\r\n".encode())
+        finally:
+            os.close(fd)
 
 
 def has_virtio_console() -> bool:
