@@ -2,7 +2,8 @@
 
 Without --source-imgref the source is the image bootc-py runs in, as with bootc: inside a
 container started (privileged) from a bootable image, podman's /run/.containerenv names it and
-the host's container storage (mounted at /var/lib/containers) holds it.
+the host's container storage (mounted at /var/lib/containers) holds it; on a host booted from a
+bootc-py install, it is the booted image (pinned to its digest when it came from a registry).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from bootc_py import lint
 from bootc_py import log as steplog
 from bootc_py.errors import LintError, UsageError
-from bootc_py.image.ref import parse_imgref
+from bootc_py.image.ref import Transport, parse_imgref
 from bootc_py.image.source import Image, pull
 from bootc_py.installer import config as install_config
 from bootc_py.installer.plan import InstallOptions, InstallPlan, choose_bootloaders
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CONTAINERENV = Path("/run/.containerenv")
 EFI_FIRMWARE = Path("/sys/firmware/efi")
+OSTREE_BOOTED = Path("/run/ostree-booted")
 STORAGE = Path("/var/lib/containers/storage")
 
 
@@ -40,6 +42,21 @@ def _containerenv_value(text: str, key: str) -> str | None:
     return match.group(1) if match and match.group(1) else None
 
 
+def _booted_image_ref() -> str | None:
+    """On a host booted from a bootc-py install: the booted image, pinned to its digest."""
+    if not OSTREE_BOOTED.exists():
+        return None
+    from bootc_py.update.status import read_status
+
+    booted = read_status().booted
+    if booted is None or not booted.imgref:
+        return None
+    ref = parse_imgref(booted.imgref)
+    if booted.manifest_digest and ref.transport is Transport.REGISTRY:
+        ref = ref.with_digest(booted.manifest_digest)
+    return str(ref)
+
+
 def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) -> str:
     """The image this process runs in, as an image reference, or a UsageError saying how to
     name one."""
@@ -53,6 +70,9 @@ def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE
             raise UsageError(f"the host's container storage is not mounted at {storage}",
                              "add -v /var/lib/containers:/var/lib/containers to podman run")
         return f"containers-storage:{image_id}"
+    booted = _booted_image_ref()
+    if booted:
+        return booted
     raise UsageError("no source image: bootc-py is not running inside a bootable container",
                      "give --source-imgref IMGREF (e.g. docker://registry/name:tag or oci:DIR)")
 
