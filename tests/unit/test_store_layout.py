@@ -62,7 +62,7 @@ def test_layout_moves_state_under_var_and_etc_under_usr(tmp_path: Path) -> None:
     for name in ("boot", "dev", "proc", "sys", "run", "tmp"):
         assert list((root / name).iterdir()) == [], name
     assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
-    assert (root / "sysroot").is_dir()
+    assert (root / "sysroot").is_dir() and (root / "efi").is_dir()
     assert not os.path.lexists(root / "vmlinuz")
     assert root.stat().st_mode & 0o7777 == 0o755
 

@@ -175,6 +175,11 @@ def to_ostree_layout(root: Path) -> KernelInfo:
     tmpfiles.append("d /run/media 0755 root root -")
     tmpfiles.append("d /var/log/journal 2755 root root -")
 
+    # systemd-gpt-auto-generator automounts the ESP at /efi when systemd-boot reports it and
+    # /boot is XBOOTLDR; the deployment root is immutable, so the mount point must exist.
+    if not _is_real_dir(root / "efi"):
+        _remove(root / "efi")
+        (root / "efi").mkdir(mode=0o755)
     sysroot = root / "sysroot"
     if not _is_real_dir(sysroot):
         _remove(sysroot)
