@@ -5,8 +5,10 @@ fast with what was awaited and the serial tail."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,42 @@ def test_qemu_exit_ends_the_wait_at_once(direct_boot_disk: Callable[[str], Direc
     assert "Kernel panic" in str(err.value)
     assert [e["data"]["reason"] for e in vm.events if e["event"] == "SHUTDOWN"] == \
         ["guest-reset"], vm.events
+
+
+def test_network_boot_from_tftp_and_a_forwarded_port(
+        direct_boot_disk: Callable[[str], DirectBootDisk], vm_factory: Callable[..., VM],
+        tmp_path: Path) -> None:
+    """PXE (iPXE script over qemu's TFTP) fetches the image's kernel and initramfs; then a
+    guest TCP port is reachable on a 127.0.0.1 forward (restrict=on: nothing else)."""
+    d = direct_boot_disk("v1")
+    tftp = tmp_path / "tftp"
+    tftp.mkdir()
+    shutil.copyfile(d.rootfs.vmlinuz, tftp / "vmlinuz")
+    shutil.copyfile(d.rootfs.initramfs, tftp / "initramfs.img")
+    (tftp / "boot.ipxe").write_text(
+        "#!ipxe\n"
+        f"kernel vmlinuz initrd=initramfs.img {d.vm_args()['append']}\n"
+        "initrd initramfs.img\nboot\n")
+    serve = ("set -e\ndev=$(ls /sys/class/net | grep -v '^lo$' | head -n1)\n"
+             "ip link set \"$dev\" up\nip addr add 10.0.2.15/24 dev \"$dev\"\n"
+             "systemd-run --unit=fixture-http --working-directory=/usr/share/bootc-py-fixture "
+             "python3 -m http.server 8080\necho \"$dev\"\n")
+    vm = vm_factory(name="netboot", firmware="bios", boot="net", tftp=tftp,
+                    bootfile="boot.ipxe", drives=[Drive(d.disk, snapshot=True)],
+                    forwards=[8080], script=serve)
+    with vm:
+        facts = vm.check()
+        assert facts["script"]["rc"] == 0, facts["script"]
+        assert "initrd=initramfs.img" in facts["cmdline"]
+        assert facts["variant"] == "v1"
+        url = f"http://127.0.0.1:{vm.host_ports[8080]}/variant"
+        body = None
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    body = resp.read().decode()
+                break
+            except OSError:
+                time.sleep(1)
+        assert body == "v1\n", f"nothing served on {url}"
+        assert vm.poweroff() == 0

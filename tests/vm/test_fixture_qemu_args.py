@@ -1,0 +1,80 @@
+"""The harness's qemu command line: what it promises (TCG, q35, -no-reboot, loopback-only
+forwards, private UEFI vars, virtio everywhere) and that qemu accepts every combination
+(started, inspected over QMP, stopped: no guest boots here, so these are fast)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vmharness import VM, Drive, Forward, VMError
+from vmharness.qemu import OVMF_VARS
+
+
+def _opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_defaults(tmp_path: Path) -> None:
+    vm = VM(drives=[tmp_path / "a.raw"], workdir=tmp_path)
+    argv = vm.argv()
+    assert argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-machine") + 1] == "q35"
+    assert "-no-reboot" in argv
+    assert _opt(argv, "-nic") == ["none"]
+    assert any("OVMF_CODE_4M.fd" in d and "readonly=on" in d for d in _opt(argv, "-drive"))
+    assert any(f"file={tmp_path / 'OVMF_VARS.fd'}" in d for d in _opt(argv, "-drive"))
+    assert "virtio-blk-pci,drive=disk0,bootindex=0" in _opt(argv, "-device")
+    assert "format=raw" in _opt(argv, "-drive")[-1]
+
+
+def test_bios_has_no_pflash_and_kernel_takes_boot_index_0(tmp_path: Path) -> None:
+    vm = VM(drives=[Drive(tmp_path / "a.qcow2", serial="target")], firmware="bios",
+            kernel=tmp_path / "k", initrd=tmp_path / "i", append="console=ttyS0",
+            workdir=tmp_path)
+    argv = vm.argv()
+    assert not any("if=pflash" in d for d in _opt(argv, "-drive"))
+    assert "format=qcow2" in _opt(argv, "-drive")[0]
+    assert "virtio-blk-pci,drive=disk0,bootindex=1,serial=target" in _opt(argv, "-device")
+    assert _opt(argv, "-append") == ["console=ttyS0"]
+
+
+def test_network_is_restricted_and_forwards_bind_loopback(tmp_path: Path) -> None:
+    vm = VM(forwards=[22, Forward(80, 18080)], tftp=tmp_path, bootfile="boot.ipxe",
+            boot="net", workdir=tmp_path)
+    [netdev] = _opt(vm.argv(), "-netdev")
+    assert netdev.startswith("user,id=net0,restrict=on,")
+    assert f"hostfwd=tcp:127.0.0.1:{vm.host_ports[22]}-:22" in netdev
+    assert "hostfwd=tcp:127.0.0.1:18080-:80" in netdev
+    assert f"tftp={tmp_path},bootfile=boot.ipxe" in netdev
+    assert "virtio-net-pci,netdev=net0,bootindex=0" in _opt(vm.argv(), "-device")
+    assert "-nic" not in vm.argv()
+
+
+def test_unknown_firmware_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(VMError, match="unknown firmware"):
+        VM(firmware="coreboot", workdir=tmp_path).argv()  # type: ignore[arg-type]
+
+
+def test_qemu_accepts_disks_cdrom_network_and_fw_cfg(
+        vm_factory: Callable[..., VM], tmp_path: Path) -> None:
+    raw = tmp_path / "a.raw"
+    raw.write_bytes(b"\0" * (1 << 20))
+    qcow = tmp_path / "b.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "64M"], check=True)
+    iso = tmp_path / "c.iso"
+    iso.write_bytes(b"\0" * (1 << 20))
+    vm = vm_factory(name="args", drives=[Drive(raw, serial="one"), Drive(qcow, snapshot=True)],
+                    cdrom=iso, forwards=[22], tftp=tmp_path, script="true",
+                    poweroff_after_check=True)
+    with vm:
+        blocks = {b["device"] or b["qdev"]: b for b in vm.qmp("query-block")}
+        assert vm.running()
+    private = tmp_path / "args-1" / "OVMF_VARS.fd"       # firmware writes here, not the template
+    assert private.stat().st_size == OVMF_VARS.stat().st_size
+    assert {"disk0", "disk1", "cd0"} <= set(blocks)
+    assert blocks["cd0"]["removable"] is True
+    assert not vm.running()
