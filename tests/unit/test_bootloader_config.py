@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bootc_py.bootloader import grub, systemd_boot
 from bootc_py.bootloader.bls import read_entries
+from bootc_py.errors import BootloaderError
 
 ENTRY = """title Debian GNU/Linux 12 (bookworm) {ver} (ostree:{idx})
 version {version}
@@ -60,43 +63,10 @@ def test_write_grub_cfg_is_atomic_replace(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["grub.cfg"]
 
 
-class DictEsp:
-    """An in-memory ESP with the EspWriter interface (the real one is tested with mtools)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.dirs: set[str] = {""}
-
-    def mkdir(self, path: str) -> None:
-        self.dirs.add(path)
-
-    def copy(self, src: Path, dest: str) -> None:
-        assert dest.rsplit("/", 1)[0] in self.dirs
-        self.files[dest] = src.read_bytes()
-
-    def write_text(self, dest: str, text: str) -> None:
-        self.files[dest] = text.encode()
-
-    def listdir(self, path: str) -> list[str]:
-        prefix = path + "/"
-        names = {p[len(prefix):].split("/")[0] for p in [*self.files, *self.dirs]
-                 if p.startswith(prefix)}
-        return sorted(names)
-
-    def read(self, path: str) -> bytes:
-        return self.files[path]
-
-    def remove(self, path: str) -> None:
-        del self.files[path]
-
-    def remove_tree(self, path: str) -> None:
-        for p in [p for p in self.files if p.startswith(path + "/")]:
-            del self.files[p]
-        self.dirs = {d for d in self.dirs if d != path and not d.startswith(path + "/")}
-
-
 def test_systemd_boot_sync_follows_deployment_changes(tmp_path: Path) -> None:
-    esp = DictEsp()
+    """Through a mounted ESP (DirEsp); the mtools writer is exercised by the root tests."""
+    (tmp_path / "esp").mkdir()
+    esp = systemd_boot.DirEsp(tmp_path / "esp")
     boot = make_boot(tmp_path / "one", {1: "a" * 8})
     systemd_boot.sync(esp, boot, read_entries(boot))
     assert esp.read("loader/entries/ostree-1-default.conf").startswith(b"title")
@@ -107,3 +77,9 @@ def test_systemd_boot_sync_follows_deployment_changes(tmp_path: Path) -> None:
     systemd_boot.sync(esp, boot2, read_entries(boot2))
     assert esp.listdir("loader/entries") == ["ostree-2-default.conf", "ostree-3-default.conf"]
     assert esp.listdir("ostree") == ["default-bbbbbbbb", "default-cccccccc"]
+    assert not list((tmp_path / "esp").rglob("*.tmp"))
+
+
+def test_dir_esp_refuses_escaping_paths(tmp_path: Path) -> None:
+    with pytest.raises(BootloaderError):
+        systemd_boot.DirEsp(tmp_path).write_text("../x", "no")

@@ -151,3 +151,43 @@ def test_qcow2_from_build_boots(sample_images: SampleImages, boot_check: BootChe
     assert info["actual-size"] < info["virtual-size"] / 2  # sparse: no wasted bytes
     facts = boot_check(Drive(out / "qcow2/disk.qcow2"), firmware="uefi", name="qcow2")
     assert_installed(facts, sample_images)
+
+
+# Stage a second deployment of the booted commit, as an update would, then shut down: ostree
+# writes its boot entries only at shutdown (ostree-finalize-staged), and bootc-py's
+# bootloader-sync unit must carry them into grub.cfg / the ESP after that.
+STAGE = """set -e
+booted=$(ostree admin status | sed -n 's/^\\* default \\([0-9a-f]*\\)\\.\\([0-9]*\\)$/\\1.\\2/p')
+ostree admin deploy --stage --os=default \
+    --origin-file=/ostree/deploy/default/deploy/$booted.origin ${booted%.*}
+ostree admin status
+"""
+AFTER = "grep -c '^menuentry' /boot/grub/grub.cfg || true; ls /boot/efi/loader/entries\n"
+
+
+def assert_staged_then_booted(first: dict[str, Any], second: dict[str, Any]) -> None:
+    assert "(staged)" in script_out(first)
+    deployments = second["ostree"]["deployments"]
+    assert len(deployments) == 2
+    assert deployments[0]["booted"] and deployments[0]["serial"] == 1  # the staged one booted
+    status = second["bootc_py"]["status"]["status"]
+    assert status["booted"]["ostree"]["deploySerial"] == 1
+    assert status["rollback"]["ostree"]["deploySerial"] == 0
+
+
+def test_grub_follows_a_deployment_staged_at_shutdown(grub_disk: Path, boot_check: BootCheck,
+                                                      tmp_path: Path) -> None:
+    disk = overlay(grub_disk, tmp_path / "staged-grub.qcow2")
+    first = boot_check(Drive(disk), firmware="bios", script=STAGE, name="stage")
+    second = boot_check(Drive(disk), firmware="bios", script=AFTER, name="staged-booted")
+    assert_staged_then_booted(first, second)
+    assert script_out(second).split()[0] == "2"  # both deployments in grub.cfg
+
+
+def test_systemd_boot_follows_a_deployment_staged_at_shutdown(
+        sdboot_disk: Path, boot_check: BootCheck, tmp_path: Path) -> None:
+    disk = overlay(sdboot_disk, tmp_path / "staged-sdboot.qcow2")
+    first = boot_check(Drive(disk), firmware="uefi", script=STAGE, name="stage")
+    second = boot_check(Drive(disk), firmware="uefi", script=AFTER, name="staged-booted")
+    assert_staged_then_booted(first, second)
+    assert {"ostree-1-default.conf", "ostree-2-default.conf"} <= set(script_out(second).split())

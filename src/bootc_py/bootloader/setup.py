@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,6 +83,25 @@ def find_esp(setup: BootloaderSetup) -> Path:
     return Path(res.stdout.strip())
 
 
+def _mountpoint_of(device: Path, mounts: Path = Path("/proc/self/mounts")) -> Path | None:
+    real = os.path.realpath(device)
+    for line in mounts.read_text().splitlines():
+        source, target = line.split()[:2]
+        if source.startswith("/dev/") and os.path.realpath(source) == real:
+            return Path(target.replace("\\040", " "))
+    return None
+
+
+def _esp_writer(setup: BootloaderSetup, device: Path | None) -> systemd_boot.EspWriter:
+    """The ESP through its mount point when mounted (a booted host), else mtools on the
+    device (an install target, never mounted)."""
+    device = device or find_esp(setup)
+    mountpoint = _mountpoint_of(device)
+    if mountpoint is not None:
+        return systemd_boot.DirEsp(mountpoint)
+    return _open_esp(device)
+
+
 def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path | None,
             esp_device: Path | None) -> None:
     """Install the bootloaders of `setup`; `boot` is the mounted /boot filesystem."""
@@ -124,7 +144,6 @@ def update(boot: Path, *, setup: BootloaderSetup | None = None,
                                                        path_prefix=prefix))
         done.append(f"grub.cfg ({len(entries)} entries)")
     if setup.systemd_boot:
-        esp = _open_esp(esp_device or find_esp(setup))
-        systemd_boot.sync(esp, boot, entries, timeout=setup.timeout)
+        systemd_boot.sync(_esp_writer(setup, esp_device), boot, entries, timeout=setup.timeout)
         done.append(f"ESP ({len(entries)} entries)")
     return done

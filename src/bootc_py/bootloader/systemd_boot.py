@@ -8,6 +8,8 @@ mtools and kept in step after every deployment change (FACTS §4 A, §6).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -30,6 +32,56 @@ class EspWriter(Protocol):
     def read(self, path: str) -> bytes: ...
     def remove(self, path: str) -> None: ...
     def remove_tree(self, path: str) -> None: ...
+
+
+class DirEsp:
+    """The ESP through its mount point, on a booted host where it is mounted (/boot/efi).
+
+    Writing a mounted FAT behind the kernel's back (mtools on the device) would be undone by
+    the kernel's own cached metadata, so a mounted ESP is written through the mount.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, path: str) -> Path:
+        rel = PurePosixPath(path.strip("/"))
+        if ".." in rel.parts:
+            raise BootloaderError(f"refusing ESP path {path}")
+        return self.root / rel
+
+    def mkdir(self, path: str) -> None:
+        self._path(path).mkdir(parents=True, exist_ok=True)
+
+    def copy(self, src: Path, dest: str) -> None:
+        target = self._path(dest)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+
+    def write_text(self, dest: str, text: str) -> None:
+        target = self._path(dest)
+        tmp = target.with_name(target.name + ".tmp")
+        with tmp.open("w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+
+    def listdir(self, path: str) -> list[str]:
+        target = self._path(path)
+        return sorted(p.name for p in target.iterdir()) if target.is_dir() else []
+
+    def read(self, path: str) -> bytes:
+        return self._path(path).read_bytes()
+
+    def remove(self, path: str) -> None:
+        self._path(path).unlink(missing_ok=True)
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(self._path(path), ignore_errors=True)
 
 
 def render_loader_conf(timeout: int = 3) -> str:
