@@ -90,6 +90,12 @@ class Cache:
                 raise FixtureError(f"not removing {path}: still mounted: {', '.join(busy)}")
             shutil.rmtree(path, ignore_errors=True)
 
+    def _remove_stale_workdirs(self, kind: str) -> None:
+        """Scratch dirs of this kind left by a killed build (we hold the kind's lock now)."""
+        for old in sorted((self.root / "work").glob(f"{kind}-*")):
+            if old.is_dir() and not mounts_under(old):
+                shutil.rmtree(old, ignore_errors=True)
+
     def get_or_build(self, kind: str, key: str,
                      build: Callable[[Path], tuple[Blob, Path, str, dict[str, Any]]]
                      ) -> tuple[LayerRecord, bool]:
@@ -105,6 +111,7 @@ class Cache:
             rec = self.lookup(kind, key)       # another process may have built it meanwhile
             if rec:
                 return rec, False
+            self._remove_stale_workdirs(kind)
             with self.workdir(kind) as work:
                 blob, path, created, meta = build(work)
                 self.blobs.mkdir(parents=True, exist_ok=True)
