@@ -8,19 +8,25 @@ at, so a bad image is refused before the target disk is touched.
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import io
 import posixpath
-import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
 
-import zstandard
-
-from bootc_py.errors import UnsupportedError
 from bootc_py.image.source import Image
+from bootc_py.image.tarstream import (
+    DIR,
+    HARDLINK,
+    REG,
+    SYMLINK,
+    Prefetch,
+    TarEntry,
+    TarReader,
+    decompressed_chunks,
+    sniff,
+)
 from bootc_py.lint import initramfs_contains
 
 # Small files worth capturing for planning: install configuration, kargs.d, os-release.
@@ -32,6 +38,7 @@ CAPTURE = (
 )
 CAPTURE_MAX = 1 << 20
 INITRAMFS = "usr/lib/modules/*/initramfs.img"
+INITRAMFS_MAX = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -52,16 +59,16 @@ class ImageSummary:
         return sorted(p for p in self.entries if fnmatch.fnmatchcase(p, pattern))
 
 
-def open_layer(blob: Path, media_type: str) -> IO[bytes]:
-    if media_type.endswith(("+gzip", ".gzip")):
-        return cast(IO[bytes], gzip.open(blob, "rb"))  # streams; memory stays flat
-    if media_type.endswith(("+zstd", ".zstd")):
-        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(blob.open("rb"),
-                                                                       closefd=True)
-        return reader
-    if media_type.endswith("tar"):
-        return blob.open("rb")
-    raise UnsupportedError(f"unsupported layer media type: {media_type}")
+def _entries(blob: Path) -> Generator[tuple[TarEntry, TarReader], None, None]:
+    """Tar entries of a layer blob (any compression), decompressed a few chunks ahead."""
+    with blob.open("rb") as handle:
+        chunks = Prefetch(decompressed_chunks(handle, sniff(blob)))
+        try:
+            reader = TarReader(iter(chunks))
+            for entry in reader:
+                yield entry, reader
+        finally:
+            chunks.close()
 
 
 def _norm(name: str) -> str | None:
@@ -69,76 +76,81 @@ def _norm(name: str) -> str | None:
     return path or None
 
 
-def _iter_members(blob: Path, media_type: str) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
-    stream = open_layer(blob, media_type)
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                yield member, tar
-    finally:
-        stream.close()
+class _Tree:
+    """The final tree's paths, with whiteouts applied; children indexed by parent so removing
+    a subtree costs its size, not the tree's."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
+        self.children: dict[str, set[str]] = {}
+        self.files: dict[str, bytes] = {}
+        self.symlinks: dict[str, str] = {}
+        self.initramfs_ok: dict[str, bool] = {}
+
+    def add(self, path: str, kind: str, size: int = 0) -> None:
+        parent = posixpath.dirname(path)
+        if parent and self.entries.get(parent) != "dir":
+            self.add(parent, "dir")  # implicit parents exist, as extraction creates them
+        old = self.entries.get(path)
+        if old is not None and not (old == "dir" and kind == "dir"):
+            self.remove(path)
+        self.entries[path] = kind
+        self.sizes[path] = size
+        self.children.setdefault(posixpath.dirname(path), set()).add(path)
+
+    def remove(self, path: str) -> None:
+        if path not in self.entries:
+            return
+        for child in list(self.children.pop(path, ())):
+            self.remove(child)
+        for table in (self.entries, self.sizes, self.files, self.symlinks, self.initramfs_ok):
+            table.pop(path, None)
+        self.children.get(posixpath.dirname(path), set()).discard(path)
+
+    def clear_dir(self, path: str) -> None:
+        for child in list(self.children.get(path, ())):
+            self.remove(child)
 
 
 def summarize(image: Image, capture: tuple[str, ...] = CAPTURE) -> ImageSummary:
-    entries: dict[str, str] = {}
-    sizes: dict[str, int] = {}
-    files: dict[str, bytes] = {}
-    symlinks: dict[str, str] = {}
-    initramfs_ok: dict[str, bool] = {}
-
-    def remove_tree(path: str) -> None:
-        prefix = path + "/"
-        for key in [k for k in entries if k == path or k.startswith(prefix)]:
-            entries.pop(key, None)
-            sizes.pop(key, None)
-            files.pop(key, None)
-            symlinks.pop(key, None)
-            initramfs_ok.pop(key, None)
-
+    tree = _Tree()
     for layer in image.layers:
-        for member, tar in _iter_members(image.blob_path(layer.digest), layer.media_type):
-            path = _norm(member.name)
-            if path is None:
-                continue
-            base = posixpath.basename(path)
-            parent = posixpath.dirname(path)
-            if base == ".wh..wh..opq":
-                remove_tree(parent)
-                entries[parent] = "dir"
-                continue
-            if base.startswith(".wh."):
-                remove_tree(posixpath.join(parent, base[4:]))
-                continue
-            if member.isdir():
-                if entries.get(path) not in (None, "dir"):
-                    remove_tree(path)
-                entries[path] = "dir"
-                continue
-            remove_tree(path)
-            if member.isreg() or member.islnk():
-                entries[path] = "file"
-                sizes[path] = member.size
-                if member.islnk():
-                    target = _norm(member.linkname)
-                    sizes[path] = 0
-                    if target in files:
-                        files[path] = files[target]
-                    if target in initramfs_ok:
-                        initramfs_ok[path] = initramfs_ok[target]
-                elif fnmatch.fnmatchcase(path, INITRAMFS):
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        initramfs_ok[path] = initramfs_contains(io.BytesIO(handle.read()))
-                elif member.size <= CAPTURE_MAX and any(
-                        fnmatch.fnmatchcase(path, pat) for pat in capture):
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        files[path] = handle.read()
-            elif member.issym():
-                entries[path] = "symlink"
-                symlinks[path] = member.linkname
-            else:
-                entries[path] = "other"
-    return ImageSummary(unpacked_bytes=sum(sizes.values()) + 4096 * len(entries),
-                        entries=entries, files=files, symlinks=symlinks,
-                        initramfs_ok=initramfs_ok)
+        with closing(_entries(image.blob_path(layer.digest))) as members:
+            for entry, reader in members:
+                path = _norm(entry.name)
+                if path is None:
+                    continue
+                base = posixpath.basename(path)
+                parent = posixpath.dirname(path)
+                if base == ".wh..wh..opq":
+                    tree.clear_dir(parent)
+                    continue
+                if base.startswith(".wh."):
+                    tree.remove(posixpath.join(parent, base[4:]))
+                    continue
+                if entry.type == DIR:
+                    tree.add(path, "dir")
+                elif entry.type == HARDLINK:
+                    target = _norm(entry.linkname)
+                    tree.add(path, "file")
+                    if target in tree.files:
+                        tree.files[path] = tree.files[target]
+                    if target in tree.initramfs_ok:
+                        tree.initramfs_ok[path] = tree.initramfs_ok[target]
+                elif entry.type == SYMLINK:
+                    tree.add(path, "symlink")
+                    tree.symlinks[path] = entry.linkname
+                elif entry.type in (REG, "7", "\0"):
+                    tree.add(path, "file", entry.size)
+                    if fnmatch.fnmatchcase(path, INITRAMFS):
+                        data = reader.read_data(limit=INITRAMFS_MAX)
+                        tree.initramfs_ok[path] = initramfs_contains(io.BytesIO(data))
+                    elif entry.size <= CAPTURE_MAX and any(
+                            fnmatch.fnmatchcase(path, pat) for pat in capture):
+                        tree.files[path] = reader.read_data(limit=CAPTURE_MAX)
+                else:
+                    tree.add(path, "other")
+    return ImageSummary(unpacked_bytes=sum(tree.sizes.values()) + 4096 * len(tree.entries),
+                        entries=tree.entries, files=tree.files, symlinks=tree.symlinks,
+                        initramfs_ok=tree.initramfs_ok)

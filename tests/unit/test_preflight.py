@@ -1,0 +1,96 @@
+"""The preflight scan: an image's final tree from its layers, whiteouts applied."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from bootc_py.image.ref import parse_imgref
+from bootc_py.image.source import PullOptions, pull
+from bootc_py.installer.preflight import summarize
+from bootc_py.lint import initramfs_contains
+
+
+def _layer(members: list[tuple[str, str, bytes | str]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.LNKTYPE, str(data)
+                tar.addfile(info)
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+                tar.addfile(info)
+            else:
+                payload = data if isinstance(data, bytes) else data.encode()
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _oci(root: Path, layers: list[bytes]) -> str:
+    blobs = root / "blobs/sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    diff_ids = [f"sha256:{hashlib.sha256(gzip.decompress(b)).hexdigest()}" for b in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": put(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": put(b), "size": len(b)} for b in layers]}).encode()
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "t"}}]}))
+    return f"oci:{root}:t"
+
+
+def test_whiteouts_opaque_dirs_hardlinks_and_captures(tmp_path: Path) -> None:
+    initramfs = gzip.compress(b"070701 ... usr/lib/ostree/ostree-prepare-root ...")
+    lower = _layer([
+        ("etc", "dir", b""), ("etc/os-release", "file", "ID=x\n"),
+        ("usr/lib/modules/6.1/vmlinuz", "file", b"k" * 1000),
+        ("usr/lib/modules/6.1/initramfs.img", "file", initramfs),
+        ("usr/lib/modules/5.0/vmlinuz", "file", b"old"),
+        ("opt/app", "dir", b""), ("opt/app/a", "file", "a"), ("opt/app/b", "file", "b"),
+        ("usr/lib/bootc/install/00.toml", "file", '[install]\nkargs = ["a"]\n'),
+    ])
+    upper = _layer([
+        ("usr/lib/modules/.wh.5.0", "file", b""),
+        ("opt/app/.wh..wh..opq", "file", b""), ("opt/app/c", "file", "c"),
+        ("usr/lib/bootc/install/10.toml", "link", "usr/lib/bootc/install/00.toml"),
+        ("usr/bin/sh", "sym", "dash"),
+    ])
+    ref = _oci(tmp_path / "oci", [lower, upper])
+    image = pull(parse_imgref(ref), PullOptions(cache_dir=tmp_path / "cache"))
+    summary = summarize(image)
+    assert summary.glob("usr/lib/modules/*/vmlinuz") == ["usr/lib/modules/6.1/vmlinuz"]
+    assert summary.glob("opt/app/*") == ["opt/app/c"]
+    assert summary.initramfs_ok == {"usr/lib/modules/6.1/initramfs.img": True}
+    assert summary.files["usr/lib/bootc/install/10.toml"] == b'[install]\nkargs = ["a"]\n'
+    assert summary.symlinks["usr/bin/sh"] == "dash"
+    assert summary.exists("etc/os-release") and not summary.exists("usr/lib/modules/5.0")
+    assert summary.unpacked_bytes >= 1000
+
+
+def test_initramfs_with_early_cpio() -> None:
+    early = b"070701" + b"0" * 100 + b"kernel/x86/microcode/GenuineIntel.bin" + b"TRAILER!!!"
+    main = gzip.compress(b"... usr/lib/ostree/ostree-prepare-root ...")
+    assert initramfs_contains(io.BytesIO(early + b"\0" * 7 + main))
+    assert not initramfs_contains(io.BytesIO(early + gzip.compress(b"nothing here")))
