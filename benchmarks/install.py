@@ -22,14 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
 BOOTC_PY = Path(sys.executable).parent / "bootc-py"
 
-from fixture_image import build_images  # noqa: E402
-
 from bootc_py.disk.loop import LoopDevice, create_sparse  # noqa: E402
 from bootc_py.disk.mount import Mount  # noqa: E402
 from bootc_py.image.ref import parse_imgref  # noqa: E402
 from bootc_py.image.source import PullOptions, pull  # noqa: E402
 from bootc_py.store.importer import import_image  # noqa: E402
 from bootc_py.store.repo import OstreeRepo  # noqa: E402
+from fixture_image import build_images  # noqa: E402
 
 DISK_SIZE = 4 << 30
 
