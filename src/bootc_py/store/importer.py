@@ -71,13 +71,15 @@ def _scratch(repo: OstreeRepo, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int) -> str:
+def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int,
+                  progress: steplog.ByteProgress | None = None) -> str:
     with _scratch(repo, "bootc-py-layer-") as tree:
         # mkdtemp makes 0700; the committed root must be 0755 unless the layer says otherwise,
         # or every non-root service (dbus...) is locked out of the booted system.
         tree.chmod(0o755)
         result = apply_layer(image.blob_path(layer.digest), layer.media_type, tree,
-                             whiteouts=WhiteoutMode.RECORD, skip_special=True)
+                             whiteouts=WhiteoutMode.RECORD, skip_special=True,
+                             progress=progress)
         # Keep whiteouts as Docker-style marker files; `ostree checkout --whiteouts` applies
         # them against the layers below when the OS tree is assembled.
         for rel in result.whiteouts:
@@ -119,7 +121,9 @@ def import_image(repo: OstreeRepo, image: Image, imgref: str) -> ImportResult:
             with steplog.step(f"import-layer-{index}",
                               f"Importing layer {index}/{len(image.layers)} "
                               f"{layer.digest[:19]} ({size_mb:.1f} MB)"):
-                commit = _import_layer(repo, image, layer, index)
+                with steplog.progress_bytes("import", f"layer {index}", layer.size,
+                                            layer.digest) as bar:
+                    commit = _import_layer(repo, image, layer, index, bar)
             imported += 1
         layer_commits.append(commit)
 
