@@ -7,8 +7,6 @@ failure, never a skip: use `require_tool()`.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,18 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
+sys.path.insert(0, str(REPO / "tests"))  # testlib and the shared test helpers
 
-
-def require_tool(*tools: str) -> None:
-    """Fail (not skip) the test when a program it needs is not installed."""
-    missing = [t for t in tools if not (shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin"))]
-    if missing:
-        pytest.fail(f"missing tools: {', '.join(missing)} (run scripts/setup.sh)", pytrace=False)
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (loop devices, mounts)", pytrace=False)
+from testlib import require_root, require_tool  # noqa: E402,F401  (re-exported)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,6 +8,18 @@ from pathlib import Path
 import pytest
 from synthetic import KVER, SyntheticImages, base_tree, build_image
 
+from testlib import cleanup_under, require_root
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Every integration test runs as root and must leave no loop device, mount or swap behind
+    under its tmp_path (they are undone here, and the test fails)."""
+    require_root()
+    yield
+    leaked = cleanup_under(tmp_path)
+    assert not leaked, f"the test left these behind: {leaked}"
+
 
 def _top(variant: str):  # type: ignore[no-untyped-def]
     def fill(root: Path) -> None:

@@ -3,7 +3,6 @@ body raises or something still holds them for a moment."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -11,80 +10,34 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bootc_py.disk import mount as mount_mod
 from bootc_py.disk.apply import write_table
-from bootc_py.disk.discover import parse_mountinfo, parse_swaps
 from bootc_py.disk.esp import Esp
 from bootc_py.disk.loop import LoopDevice, create_sparse, loops_of
 from bootc_py.disk.model import GiB, MiB
 from bootc_py.disk.mount import Mount, Mounts, is_mountpoint
 from bootc_py.disk.plan import PartitionPlan, PartType, PlannedPartition, Role
 from bootc_py.errors import DiskError
-from bootc_py.run import output, run
+from bootc_py.run import run
+from testlib import require_root, require_tool
 
 TOOLS = ("losetup", "partx", "sgdisk", "blkid", "mkfs.vfat", "mkfs.ext4", "mmd", "mcopy",
          "mdir", "mdel", "mdeltree", "mount", "umount")
 
 
 # The same helpers as test_disk_apply.py (test modules here cannot import each other reliably).
-ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-def root_conftest(config: pytest.Config) -> Any:
-    """tests/conftest.py as pytest loaded it (its require_tool/require_root), found among the
-    registered plugins: importing it by name is ambiguous next to tests/integration/conftest.py."""
-    for plugin in config.pluginmanager.get_plugins():
-        file = getattr(plugin, "__file__", None)
-        if file and Path(file).resolve() == ROOT_CONFTEST:
-            return plugin
-    raise AssertionError(f"{ROOT_CONFTEST} is not loaded")
-
-
-def require(config: pytest.Config, *tools: str) -> None:
-    """Fail (never skip) without root or without one of `tools`."""
-    conftest = root_conftest(config)
-    conftest.require_root()
-    conftest.require_tool(*tools)
-
-
-def cleanup_under(root: Path) -> list[str]:
-    """Undo whatever a test under `root` left behind; return what that was."""
-    leaked = []
-    ours = f"{root}/"
-    loops = json.loads(output(["losetup", "--list", "--json"]) or '{"loopdevices": []}')
-    our_loops = [d["name"] for d in loops.get("loopdevices", [])
-                 if (d.get("back-file") or "").startswith(ours)]
-    swaps = parse_swaps(Path("/proc/swaps").read_text())
-    for name in swaps:
-        if name.startswith(ours) or any(name.startswith(f"{lo}p") for lo in our_loops):
-            leaked.append(f"swap {name}")
-            run(["swapoff", name], check=False)
-    mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
-    for m in sorted(mounts, key=lambda m: -len(m.mountpoint)):
-        if m.mountpoint.startswith(ours) or any(m.source == lo or m.source.startswith(f"{lo}p")
-                                                  for lo in our_loops):
-            leaked.append(f"mount {m.mountpoint}")
-            run(["umount", "--lazy", m.mountpoint], check=False)
-    for name in our_loops:
-        leaked.append(f"loop {name}")
-        run(["losetup", "--detach", name], check=False)
-    return leaked
-
-
 class Boom(Exception):
     pass
 
 
 @pytest.fixture
-def work(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Path]:
-    require(pytestconfig, *TOOLS)
-    yield tmp_path
-    leaked = cleanup_under(tmp_path)
-    assert not leaked, f"the test left these behind: {leaked}"
+def work(tmp_path: Path) -> Iterator[Path]:
+    require_root()
+    require_tool(*TOOLS)
+    yield tmp_path  # the integration conftest fails the test if anything is left behind
 
 
 def partitioned(path: Path, size: int = GiB) -> Path:

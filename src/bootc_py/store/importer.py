@@ -120,10 +120,10 @@ def import_image(repo: OstreeRepo, image: Image, imgref: str) -> ImportResult:
             size_mb = layer.size / 1e6
             with steplog.step(f"import-layer-{index}",
                               f"Importing layer {index}/{len(image.layers)} "
-                              f"{layer.digest[:19]} ({size_mb:.1f} MB)"):
-                with steplog.progress_bytes("import", f"layer {index}", layer.size,
-                                            layer.digest) as bar:
-                    commit = _import_layer(repo, image, layer, index, bar)
+                              f"{layer.digest[:19]} ({size_mb:.1f} MB)"), \
+                    steplog.progress_bytes("import", f"layer {index}", layer.size,
+                                           layer.digest) as bar:
+                commit = _import_layer(repo, image, layer, index, bar)
             imported += 1
         layer_commits.append(commit)
 
