@@ -4,7 +4,6 @@ deployment that boots. Shared by to-disk, to-filesystem and `build`."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +75,9 @@ def _kernel_of(root: Path) -> str:
 
 
 def finish(target: TargetFilesystems, plan: InstallPlan, image: Image, result: InstallResult,
-           *, root_ssh_authorized_keys: str | None) -> None:
+           *, root_ssh_authorized_keys: str | None, unmount_follows: bool = False) -> None:
+    """Keys, bootloader, the install record. With `unmount_follows` the caller unmounts right
+    after, which writes everything back; otherwise the filesystems are flushed here."""
     deployment = result.deployment
     if root_ssh_authorized_keys:
         sysroot.install_root_ssh_keys(deployment, root_ssh_authorized_keys)
@@ -95,7 +96,9 @@ def finish(target: TargetFilesystems, plan: InstallPlan, image: Image, result: I
                             digest=image.manifest_digest, kernel=result.kernel,
                             stateroot=plan.stateroot,
                             extra={"bootloaders": list(choice.names)})
-        os.sync()
-        for path in (target.boot, target.root):
-            run(["fsfreeze", "--freeze", str(path)], check=False)
-            run(["fsfreeze", "--unfreeze", str(path)], check=False)
+        if not unmount_follows:
+            # The caller keeps these mounted: flush them, and freeze/thaw so the journal is
+            # written back where a bootloader reading the raw filesystem will look.
+            for path in (target.boot, target.root):
+                run(["fsfreeze", "--freeze", str(path)], check=False)
+                run(["fsfreeze", "--unfreeze", str(path)], check=False)

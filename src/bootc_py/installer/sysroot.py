@@ -76,8 +76,9 @@ def deploy(root: Path, stateroot: str, ref: str, commit: str, *, origin: str,
     origin_file.write_text(origin)
     try:
         # --karg-append keeps repeated keys (console=tty0 console=ttyS0) in order.
+        # --no-prune: a fresh repository has nothing to prune, and walking it costs time.
         run(["ostree", "admin", "deploy", f"--sysroot={root}", f"--os={stateroot}",
-             f"--origin-file={origin_file}", "--karg-none",
+             f"--origin-file={origin_file}", "--karg-none", "--no-prune",
              *[f"--karg-append={k}" for k in kargs], ref], quiet=True)
     finally:
         origin_file.unlink(missing_ok=True)

@@ -121,5 +121,5 @@ def _install(stack: ExitStack, block: Path, plan: InstallPlan, prepared: Prepare
         esp_device=esp_part.path if esp_part else None, disk=block)
     result = install_into(target, plan, prepared.image)
     finish(target, plan, prepared.image, result,
-           root_ssh_authorized_keys=opts.root_ssh_authorized_keys)
+           root_ssh_authorized_keys=opts.root_ssh_authorized_keys, unmount_follows=True)
     return result
