@@ -14,6 +14,7 @@ import binascii
 import os
 import queue
 import threading
+import types
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterator
@@ -22,6 +23,15 @@ from typing import IO, Any
 import zstandard
 
 from bootc_py.errors import ImageError, UnsupportedError
+
+_inflate: types.ModuleType = zlib
+try:  # ISA-L inflates 2-3x faster than zlib, same API; optional (Debian 12 lacks it)
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+except ImportError:  # pragma: no cover - exercised where isal is not installed
+    pass
+_INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _inflate.error)
 
 IN_CHUNK = 1 << 20
 OUT_CHUNK = 1 << 20
@@ -48,7 +58,7 @@ def sniff(path: str | os.PathLike[str]) -> str:
 
 
 def _gzip_chunks(f: IO[bytes], counted: Callable[[int], None]) -> Iterator[bytes]:
-    d = zlib.decompressobj(31)
+    d = _inflate.decompressobj(31)
     buf = b""
     while True:
         if not buf:
@@ -60,7 +70,7 @@ def _gzip_chunks(f: IO[bytes], counted: Callable[[int], None]) -> Iterator[bytes
                 return
         try:
             out = d.decompress(buf, OUT_CHUNK)  # bounded: a "zip bomb" cannot balloon memory
-        except zlib.error as exc:
+        except _INFLATE_ERRORS as exc:
             raise ImageError(f"the compressed layer is corrupt (gzip: {exc})") from exc
         buf = d.unconsumed_tail
         if out:
@@ -72,7 +82,7 @@ def _gzip_chunks(f: IO[bytes], counted: Callable[[int], None]) -> Iterator[bytes
                 counted(len(rest))
             if not rest.startswith(GZIP_MAGIC):
                 return  # end of the last member (anything after it is padding)
-            d = zlib.decompressobj(31)  # another gzip member follows (pigz, concatenation)
+            d = _inflate.decompressobj(31)  # another member follows (pigz, concatenation)
             buf = rest
 
 

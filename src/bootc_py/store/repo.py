@@ -84,7 +84,9 @@ class OstreeRepo:
         if consume:
             args.append("--consume")
         if link_speedup:
-            args.append("--link-checkout-speedup")
+            # The tree is a hardlinked checkout whose linked files are never written to
+            # (store/layout.py only renames, unlinks and creates): trust dev/ino, skip rehashing.
+            args.append("--devino-canonical")
         if timestamp:
             args.append(f"--timestamp={timestamp}")
         args.extend(extra)
