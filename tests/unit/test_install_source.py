@@ -16,7 +16,8 @@ def test_inside_podman_uses_the_container_image(tmp_path: Path) -> None:
                    'image="localhost/os:1"\nimageid="0123abcd"\nrootless=0\n')
     storage = tmp_path / "storage"
     storage.mkdir()
-    assert prepare.running_image_ref(env, storage) == "containers-storage:0123abcd"
+    assert prepare.running_image(env, storage) == prepare.RunningImage(
+        "containers-storage:0123abcd", "docker://localhost/os:1")
 
 
 def test_unprivileged_container_names_what_to_do(tmp_path: Path) -> None:

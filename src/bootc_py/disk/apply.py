@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,10 +138,9 @@ def wipe(device: Path) -> None:
 
 
 def write_table(device: Path, plan: PartitionPlan) -> None:
-    """Write a fresh GPT exactly as planned: geometry and names through pyparted; type GUIDs
-    through pyparted where libparted can set them (> 3.5), else patched in by gpt.py."""
+    """Write a fresh GPT exactly as planned: geometry and names through pyparted, type GUIDs
+    patched into both GPT copies by gpt.py."""
     ss = plan.sector_size
-    untyped: list[PlannedPartition] = []
     with _parted_device(device) as dev:
         if dev.sectorSize != ss:
             raise DiskError(f"libparted sees {dev.sectorSize}-byte sectors on {device}, "
@@ -157,14 +155,14 @@ def write_table(device: Path, plan: PartitionPlan) -> None:
                 if part.number != p.number:
                     raise DiskError(f"libparted numbered partition {p.number} as {part.number}")
                 part.set_name(p.name)
-                if not _set_type(part, p.type_guid):
-                    untyped.append(p)
             # To the device only: telling the kernel is reread_partitions' job (commitToOS
             # uses BLKPG calls that fail on loop devices here).
             disk.commitToDevice()
         except PARTED_ERRORS as exc:
             raise DiskError(f"writing the partition table of {device} failed: {exc}") from exc
-    set_type_guids(device, ss, {p.number: p.type_guid for p in untyped})
+    # Type GUIDs are always patched in by gpt.py: libparted 3.5 cannot set arbitrary ones, and
+    # Debian's pyparted 3.12 silently accepts (and ignores) a `type_uuid` attribute.
+    set_type_guids(device, ss, {p.number: p.type_guid for p in plan.partitions})
     written = read_type_guids(device, ss)
     wanted = {p.number: p.type_guid for p in plan.partitions}
     if written != wanted:
@@ -184,14 +182,6 @@ def _parted_device(device: Path) -> Iterator[Any]:
         # libparted caches devices by path: a loop device reused for another file would keep
         # the old size. Forget it.
         dev.removeFromCache()
-
-
-def _set_type(part: Any, type_guid: str) -> bool:
-    try:
-        part.type_uuid = uuid.UUID(type_guid).bytes
-    except (NotImplementedError, AttributeError):
-        return False
-    return True
 
 
 def _verify(node: Path, p: PlannedPartition) -> AppliedPartition:

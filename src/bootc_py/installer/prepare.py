@@ -57,9 +57,16 @@ def _booted_image_ref() -> str | None:
     return str(ref)
 
 
-def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) -> str:
-    """The image this process runs in, as an image reference, or a UsageError saying how to
-    name one."""
+@dataclass(frozen=True)
+class RunningImage:
+    """The image bootc-py runs in: where to read it, and what later updates follow."""
+
+    source: str
+    target: str | None = None
+
+
+def running_image(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) -> RunningImage:
+    """The image this process runs in, or a UsageError saying how to name one."""
     if containerenv.is_file():
         text = containerenv.read_text()
         image_id = _containerenv_value(text, "imageid")
@@ -69,16 +76,24 @@ def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE
         if not storage.is_dir():
             raise UsageError(f"the host's container storage is not mounted at {storage}",
                              "add -v /var/lib/containers:/var/lib/containers to podman run")
-        return f"containers-storage:{image_id}"
+        name = _containerenv_value(text, "image")
+        # Updates follow the image's name (as bootc does), not the local storage id.
+        target = f"docker://{name}" if name and not name.startswith("sha256:") else None
+        return RunningImage(f"containers-storage:{image_id.removeprefix('sha256:')}", target)
     booted = _booted_image_ref()
     if booted:
-        return booted
+        return RunningImage(booted)
     raise UsageError("no source image: bootc-py is not running inside a bootable container",
                      "give --source-imgref IMGREF (e.g. docker://registry/name:tag or oci:DIR)")
 
 
+def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) -> str:
+    return running_image(containerenv, storage).source
+
+
 def prepare(opts: InstallOptions) -> PreparedImage:
-    source = opts.source_imgref or running_image_ref()
+    running = None if opts.source_imgref else running_image()
+    source = opts.source_imgref or (running.source if running else "")
     ref = parse_imgref(source)
     with steplog.step("pull", f"Fetching {ref}"):
         image = pull(ref, opts.pull)
@@ -95,7 +110,7 @@ def prepare(opts: InstallOptions) -> PreparedImage:
             log.warning("%s", warning)
         cfg = install_config.load(summary.files)
     filesystem = opts.filesystem or cfg.root_fs_type or "xfs"
-    target = opts.target_imgref or str(ref)
+    target = opts.target_imgref or (running.target if running else None) or str(ref)
     plan = InstallPlan(
         source=str(ref), target=str(parse_imgref(target)), manifest_digest=image.manifest_digest,
         stateroot=opts.stateroot, filesystem=filesystem,

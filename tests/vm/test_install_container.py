@@ -1,0 +1,95 @@
+"""The bootc way: `podman run --privileged ... IMAGE bootc-py install to-disk`, with no
+--source-imgref. The bootc-py inside the sample image (Debian's python3 and libraries) reads
+its own image out of the host's container storage and installs it; the disk then boots.
+
+It lives with the VM tests because the proof is a boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmharness import Drive
+from vmharness.samples import SampleImages
+from vmharness.testing import require_tool
+
+NAME = "localhost/bootc-py-sample:v1"
+
+
+def sh(*argv: str, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
+    assert res.returncode == 0, f"{' '.join(argv[:4])} failed:\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def short_runroot(tmp_path: Path) -> Path:
+    """podman refuses a runroot path longer than 50 characters: a short link to one."""
+    link = Path("/tmp") / f"bpy-run-{abs(hash(str(tmp_path))) % 10**8}"
+    if not link.is_symlink():
+        (tmp_path / "run").mkdir(exist_ok=True)
+        link.symlink_to(tmp_path / "run")
+    return link
+
+
+@pytest.fixture()
+def podman(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """podman with its own storage under tmp_path, runc (crun fails on this host's cgroups)."""
+    require_tool(request.config, "podman", "runc", "skopeo")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = []\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+                    'events_logger = "file"\n')
+    store = tmp_path / "containers/storage"
+    runroot = short_runroot(tmp_path)
+    env = {"CONTAINERS_CONF": str(conf)}
+    base = ["podman", "--root", str(store), "--runroot", str(runroot),
+            "--storage-driver", "overlay"]
+
+    def run(*args: str) -> str:
+        return sh(*base, *args, env=env)
+    yield run
+    for cleanup in (["rm", "--all", "--force"], ["system", "reset", "--force"]):
+        subprocess.run([*base, *cleanup], capture_output=True, env={**os.environ, **env})
+    # The overlay driver bind-mounts its own directory; reset leaves that mount behind.
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        target = line.split()[1]
+        if target.startswith(f"{tmp_path}/"):
+            subprocess.run(["umount", "--lazy", target], capture_output=True)
+    runroot.unlink(missing_ok=True)
+
+
+def test_install_from_inside_the_image(sample_images: SampleImages, podman: Callable[..., str],
+                                       boot_check: Callable[..., dict[str, Any]],
+                                       tmp_path: Path) -> None:
+    store = tmp_path / "containers/storage"
+    runroot = short_runroot(tmp_path)
+    sh("skopeo", "copy", "--quiet", sample_images.ref("v1"),
+       f"containers-storage:[overlay@{store}+{runroot}]{NAME}")
+    out = tmp_path / "out"
+    out.mkdir()
+    log = podman("run", "--rm", "--privileged", "--pid=host", "--network=none",
+                 "--security-opt", "label=disable",
+                 "-v", "/dev:/dev", "-v", f"{tmp_path / 'containers'}:/var/lib/containers",
+                 "-v", f"{out}:/output", NAME,
+                 "bootc-py", "install", "to-disk", "--via-loopback", "--disk-size", "4G",
+                 "--karg", "console=ttyS0,115200n8", "/output/disk.raw")
+    assert "Installed containers-storage:" in log
+    disk = out / "disk.raw"
+    facts = boot_check(Drive(disk), firmware="uefi", name="from-container")
+    assert facts["variant"] == "v1" and facts["failed_units"] == []
+    assert facts["mounts"]["/usr"]["ro"] and facts["mounts"]["/etc"]["writable"]
+    booted = facts["bootc_py"]["status"]["status"]["booted"]
+    # Updates follow the image's name, as with bootc; the digest is the image's own.
+    assert booted["image"]["image"] == {"image": NAME, "transport": "registry"}
+    assert booted["image"]["imageDigest"].startswith("sha256:")
+    inspect = json.loads(sh("skopeo", "inspect", "--raw",
+                            f"containers-storage:[overlay@{store}+{runroot}]{NAME}"))
+    assert len(inspect["layers"]) == len(sample_images.layer_digests("v1"))
