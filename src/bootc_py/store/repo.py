@@ -31,6 +31,12 @@ class OstreeRepo:
 
     def rev_parse(self, ref: str) -> str | None:
         """The commit a ref points to, or None if the ref does not exist."""
+        # Local refs are files holding the checksum: read them without starting ostree.
+        head = self.path / "refs" / "heads" / ref
+        if ".." not in ref.split("/") and head.is_file():
+            text = head.read_text().strip()
+            if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+                return text
         res = run(self._argv("rev-parse", ref), check=False, capture=True)
         if res.returncode != 0:
             return None
