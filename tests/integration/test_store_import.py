@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 
-from synthetic import SyntheticImages
+from synthetic import SyntheticImages, base_tree
 
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
@@ -17,6 +21,7 @@ from bootc_py.store.importer import (
     import_image,
 )
 from bootc_py.store.repo import OstreeRepo
+from fixture_image.oci import Layout, canonical_json, write_layer
 
 
 def test_v2_after_v1_imports_only_the_changed_layer(synthetic: SyntheticImages,
@@ -46,3 +51,46 @@ def test_v2_after_v1_imports_only_the_changed_layer(synthetic: SyntheticImages,
     assert (tree / "usr/share/syn/variant").read_text() == "v2\n"
     assert (tree / "usr/etc/os-release").exists() and not (tree / "usr/etc/hostname").exists()
     assert not (tree / "etc").exists()
+
+
+def test_hard_link_into_a_lower_layer(tmp_path: Path) -> None:
+    """`RUN ln /usr/bin/ostree /usr/bin/ostree2` style: the link's target is in an earlier
+    layer, and the store imports each layer on its own."""
+    work = tmp_path / "build"
+    base = work / "base"
+    base.mkdir(parents=True)
+    base_tree(base)
+    layout = Layout(tmp_path / "oci")
+    layout.init()
+    blob = write_layer(base, work / "base.tar.gz", mtime=1700000000)
+    layout.put_file(blob.digest, work / "base.tar.gz")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        link = tarfile.TarInfo("usr/bin/ostree2")
+        link.type, link.linkname = tarfile.LNKTYPE, "usr/bin/ostree"
+        tar.addfile(link)
+    upper = gzip.compress(raw.getvalue(), mtime=0)
+    upper_digest = layout.put_bytes(upper)
+    config = canonical_json({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Labels": {"containers.bootc": "1"}},
+        "rootfs": {"type": "layers", "diff_ids": [
+            blob.diff_id, "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()]}})
+    manifest = {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": layout.put_bytes(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": d, "size": n}
+                   for d, n in ((blob.digest, blob.size), (upper_digest, len(upper)))]}
+    layout.tag("linked", json.dumps(manifest).encode())
+
+    repo = OstreeRepo(tmp_path / "repo")
+    repo.init("bare")
+    image = pull(parse_imgref(f"oci:{layout.root}:linked"),
+                 PullOptions(cache_dir=tmp_path / "cache"))
+    result = import_image(repo, image, "oci:linked")
+    tree = tmp_path / "checkout"
+    repo.checkout(result.commit, tree, copy=True)
+    assert (tree / "usr/bin/ostree2").read_text() == (tree / "usr/bin/ostree").read_text()
+    assert (tree / "usr/bin/ostree2").stat().st_mode == (tree / "usr/bin/ostree").stat().st_mode

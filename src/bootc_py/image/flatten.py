@@ -86,10 +86,16 @@ def _split(name: str, what: str) -> list[str]:
     return parts
 
 
+# Given a hard link's target (a path relative to the root, from a lower layer), a private
+# file holding it, with its metadata, on the destination's filesystem; None if unknown.
+LinkSource = Callable[[str], "Path | None"]
+
+
 class _Applier:
     def __init__(self, dest: Path, whiteouts: WhiteoutMode, skip_special: bool,
-                 what: str) -> None:
+                 what: str, link_source: LinkSource | None = None) -> None:
         self.root = os.path.abspath(dest)
+        self.link_source = link_source
         self.apply_whiteouts = whiteouts is WhiteoutMode.APPLY
         self.skip_special = skip_special
         self.what = what
@@ -320,6 +326,15 @@ class _Applier:
             tst = os.lstat(target) if target is not None else None
         except FileNotFoundError:
             tst = None
+        if (target is None or tst is None) and self.link_source is not None:
+            # A link to a file of a lower layer, applied on its own (the store imports layers
+            # one by one): bring that file into this layer, then link to it.
+            source = self.link_source("/".join(tparts))
+            if source is not None:
+                tdir = self._resolve_dir(tparts[:-1], create=True)
+                target = f"{tdir}/{tparts[-1]}"
+                os.replace(source, target)
+                tst = os.lstat(target)
         if target is None or tst is None:
             raise ImageError(f"{self.what}: hard link '{e.name}' points at '{e.linkname}', "
                              "which does not exist")
@@ -394,12 +409,15 @@ class _Applier:
 def apply_layer(blob: Path, media_type: str, dest: Path, *,
                 whiteouts: WhiteoutMode = WhiteoutMode.APPLY, skip_special: bool = False,
                 diff_id: str | None = None,
-                progress: blog.ByteProgress | None = None) -> LayerResult:
+                progress: blog.ByteProgress | None = None,
+                link_source: LinkSource | None = None) -> LayerResult:
     """Apply one layer blob (tar, tar+gzip or tar+zstd) onto `dest`.
 
     With WhiteoutMode.RECORD, whiteouts are reported instead of applied; skip_special leaves out
     device nodes and fifos (ostree cannot store them). `diff_id`, when given, is checked against
-    the uncompressed stream. Raises UnsafePathError for entries that try to leave `dest`.
+    the uncompressed stream. `link_source` supplies the targets of hard links into lower layers
+    when a layer is applied on its own. Raises UnsafePathError for entries that try to leave
+    `dest`.
     """
     if media_type not in mt.LAYERS:
         raise UnsupportedError(f"layer media type '{media_type}' is not supported")
@@ -407,7 +425,7 @@ def apply_layer(blob: Path, media_type: str, dest: Path, *,
     dest = Path(dest)
     if not dest.is_dir():
         raise ImageError(f"{dest} is not a directory")
-    applier = _Applier(dest, whiteouts, skip_special, what)
+    applier = _Applier(dest, whiteouts, skip_special, what, link_source)
     counted = progress.update if progress is not None else (lambda n: None)
     hasher = hashlib.new(dg.split(diff_id)[0]) if diff_id else None
     with open(blob, "rb", buffering=0) as f:

@@ -71,15 +71,29 @@ def _scratch(repo: OstreeRepo, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _lower_file(repo: OstreeRepo, lower: list[str], scratch: Path, rel: str) -> Path | None:
+    """A private copy of `rel` from the topmost lower layer commit holding it as a regular
+    file (for a hard link that crosses layers)."""
+    for commit in reversed(lower):
+        if repo.file_type(commit, "/" + rel) == "-":
+            dest = Path(tempfile.mkdtemp(prefix="link-", dir=scratch))
+            dest.rmdir()
+            repo.checkout(commit, dest, subpath="/" + rel, copy=True)
+            return dest / Path(rel).name
+    return None
+
+
 def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int,
-                  progress: steplog.ByteProgress | None = None) -> str:
-    with _scratch(repo, "bootc-py-layer-") as tree:
+                  progress: steplog.ByteProgress | None = None,
+                  lower: list[str] | None = None) -> str:
+    with _scratch(repo, "bootc-py-layer-") as tree, _scratch(repo, "bootc-py-links-") as links:
         # mkdtemp makes 0700; the committed root must be 0755 unless the layer says otherwise,
         # or every non-root service (dbus...) is locked out of the booted system.
         tree.chmod(0o755)
         result = apply_layer(image.blob_path(layer.digest), layer.media_type, tree,
                              whiteouts=WhiteoutMode.RECORD, skip_special=True,
-                             progress=progress)
+                             progress=progress,
+                             link_source=lambda rel: _lower_file(repo, lower or [], links, rel))
         # Keep whiteouts as Docker-style marker files; `ostree checkout --whiteouts` applies
         # them against the layers below when the OS tree is assembled.
         for rel in result.whiteouts:
@@ -123,7 +137,7 @@ def import_image(repo: OstreeRepo, image: Image, imgref: str) -> ImportResult:
                               f"{layer.digest[:19]} ({size_mb:.1f} MB)"), \
                     steplog.progress_bytes("import", f"layer {index}", layer.size,
                                            layer.digest) as bar:
-                commit = _import_layer(repo, image, layer, index, bar)
+                commit = _import_layer(repo, image, layer, index, bar, layer_commits)
             imported += 1
         layer_commits.append(commit)
 

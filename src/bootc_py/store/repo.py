@@ -103,21 +103,28 @@ class OstreeRepo:
                              "the image may contain content ostree cannot store") from exc
 
     def checkout(self, rev: str, dest: Path, *, union: bool = False, whiteouts: bool = False,
-                 hardlinks: bool = True, subpath: str | None = None) -> None:
+                 hardlinks: bool = True, subpath: str | None = None,
+                 copy: bool = False) -> None:
+        """`copy` makes private files (never hardlinks into the repository)."""
         args: list[str] = ["checkout", "--fsync=false"]
+        if copy:
+            args.append("--force-copy")
         if union:
             args.append("--union")
         if whiteouts:
             args.append("--whiteouts")
-        if hardlinks:
+        if hardlinks and not copy:
             args.append("--require-hardlinks")
         if subpath:
             args.append(f"--subpath={subpath}")
         run(self._argv(*args, rev, dest))
 
-    def cat(self, rev: str, path: str) -> bytes:
-        res = run(self._argv("cat", rev, path), capture=True)
-        return res.stdout.encode()
+    def file_type(self, rev: str, path: str) -> str | None:
+        """'-' (regular file), 'd', 'l'... of `path` in a commit, or None if absent."""
+        res = run(self._argv("ls", "-d", rev, path), check=False, capture=True)
+        if res.returncode != 0 or not res.stdout.strip():
+            return None
+        return res.stdout.strip()[0]
 
     def config_set(self, key: str, value: str) -> None:
         run(self._argv("config", "set", key, value))
@@ -128,8 +135,6 @@ class OstreeRepo:
             args.append("--refs-only")
         run(self._argv(*args))
 
-    def ls(self, rev: str, path: str = "/") -> list[str]:
-        return output(self._argv("ls", "--nul-filenames-only", rev, path)).split("\0")
 
 
 _GVARIANT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
