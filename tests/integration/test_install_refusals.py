@@ -136,3 +136,12 @@ def test_no_source_outside_a_container(tmp_path: Path) -> None:
     assert "--source-imgref" in res.stderr
     one_line_error(res.stderr)
     assert not (tmp_path / "d.raw").exists()
+
+
+def test_too_small_new_image_file_is_not_left_behind(synthetic: SyntheticImages,
+                                                     tmp_path: Path) -> None:
+    disk = tmp_path / "new.raw"
+    rc, err = install(synthetic, "--via-loopback", "--disk-size", "1G", str(disk))
+    assert rc != 0
+    assert "too small" in one_line_error(err)
+    assert not disk.exists()

@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootc_py import log as steplog
@@ -52,50 +52,39 @@ def _plan_partitions(prepared: PreparedImage, device_size: int, sector_size: int
 
 def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
                     dry_run: bool = False) -> DiskInstall:
+    prepared = prepare(opts)
+    size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
     created = False
-    with ExitStack() as stack:
-        prepared = prepare(opts)
-        plan = prepared.plan
-        if via_loopback:
-            if device.exists() and not device.is_file():
-                raise UsageError(f"{device} is not a regular file",
-                                 "--via-loopback installs into a disk image file")
-            if not device.exists():
-                if dry_run:
-                    size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
-                    parts = _plan_partitions(prepared, size, 512, opts)
-                    return DiskInstall(_with_disk(plan, device, parts), None)
-                size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
-                create_sparse(device, size)
-                created = True
-                log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
-            loop = stack.enter_context(LoopDevice(device))
-            block = loop.path
-        else:
-            block = device
-        with steplog.step("check-target", f"Checking {device}"):
-            info = discover.disk_info(block)
-            checks.check_target(info, wipe=opts.wipe or created,
-                                min_size=min_disk_size(prepared.summary.unpacked_bytes))
-            parts = _plan_partitions(prepared, info.size_bytes, info.logical_sector_size, opts)
-        plan = _with_disk(plan, device, parts)
-        if dry_run:
-            return DiskInstall(plan, None)
-        try:
+    if via_loopback:
+        if device.exists() and not device.is_file():
+            raise UsageError(f"{device} is not a regular file",
+                             "--via-loopback installs into a disk image file")
+        if not device.exists():
+            if dry_run:
+                parts = _plan_partitions(prepared, size, 512, opts)
+                return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
+            create_sparse(device, size)
+            created = True
+            log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
+    try:
+        with ExitStack() as stack:
+            block = stack.enter_context(LoopDevice(device)).path if via_loopback else device
+            with steplog.step("check-target", f"Checking {device}"):
+                info = discover.disk_info(block)
+                checks.check_target(info, wipe=opts.wipe or created,
+                                    min_size=min_disk_size(prepared.summary.unpacked_bytes))
+                parts = _plan_partitions(prepared, info.size_bytes, info.logical_sector_size,
+                                         opts)
+            plan = replace(prepared.plan, device=device, partitions=parts)
+            if dry_run:
+                return DiskInstall(plan, None)
             result = _install(stack, block, plan, prepared, opts)
-        except BaseException:
-            if created:
-                stack.close()
-                device.unlink(missing_ok=True)
-                log.info("removed the partial disk image %s", device)
-            raise
+    except BaseException:
+        if created:  # never leave a half-written image file we made ourselves
+            device.unlink(missing_ok=True)
+            log.info("removed the partial disk image %s", device)
+        raise
     return DiskInstall(plan, result)
-
-
-def _with_disk(plan: InstallPlan, device: Path, parts: PartitionPlan) -> InstallPlan:
-    from dataclasses import replace
-
-    return replace(plan, device=device, partitions=parts)
 
 
 def _install(stack: ExitStack, block: Path, plan: InstallPlan, prepared: PreparedImage,
