@@ -95,8 +95,7 @@ def prepare(opts: InstallOptions) -> PreparedImage:
     running = None if opts.source_imgref else running_image()
     source = opts.source_imgref or (running.source if running else "")
     ref = parse_imgref(source)
-    with steplog.step("pull", f"Fetching {ref}"):
-        image = pull(ref, opts.pull)
+    image = pull(ref, opts.pull)  # a named, timed step of its own, with byte progress
     with steplog.step("preflight", "Checking the image before touching the target"):
         summary = summarize(image)
         problems = lint.check(summary, labels=image.labels, initramfs_ok=summary.initramfs_ok)
