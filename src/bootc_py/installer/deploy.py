@@ -55,7 +55,7 @@ def install_into(target: TargetFilesystems, plan: InstallPlan, image: Image) -> 
         deployment = sysroot.deploy(
             target.root, plan.stateroot, imported.ref, imported.commit,
             origin=sysroot.render_origin(plan.target, image.manifest_digest), kargs=kargs)
-    with steplog.step("configure", "Writing /etc/fstab, seeding /var, installing keys"):
+    with steplog.step("configure", "Writing /etc/fstab and seeding /var"):
         fstab: list[sysroot.FstabEntry] = []
         if target.boot_separate:
             fstab.append(sysroot.FstabEntry(f"UUID={target.boot_uuid}", "/boot",
