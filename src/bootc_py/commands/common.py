@@ -8,19 +8,25 @@ from pathlib import Path
 import typer
 
 from bootc_py.errors import UsageError
-from bootc_py.image.cache import default_cache_dir
+from bootc_py.image.cache import DEFAULT_CACHE_DIR, default_cache_dir
 from bootc_py.image.source import PullOptions
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
-TLS_HELP = "Verify TLS for registries (--tls-verify=false allows plain http)."
-CACHE_HELP = "Blob cache directory (default /var/lib/bootc-py/cache, env BOOTC_PY_CACHE_DIR)."
-AUTHFILE_HELP = "Registry credentials file (containers auth.json format)."
-
 # Options several commands share, declared once (typer reads them per command).
-CACHE_DIR = typer.Option(None, "--cache-dir", help=CACHE_HELP)
-TLS_VERIFY = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP)
-AUTHFILE = typer.Option(None, "--authfile", help=AUTHFILE_HELP)
+CACHE_DIR = typer.Option(None, "--cache-dir", metavar="DIR",
+                         help="Blob cache directory (default: $BOOTC_PY_CACHE_DIR or "
+                         f"{DEFAULT_CACHE_DIR}).")
+TLS_VERIFY = typer.Option(None, "--tls-verify", metavar="BOOL",
+                          help="Require HTTPS with a verified certificate (default: true, "
+                          "unless registries.conf marks the registry insecure). "
+                          "--tls-verify=false allows plain HTTP.")
+AUTHFILE = typer.Option(None, "--authfile", metavar="FILE",
+                        help="Credentials file (containers-auth.json format). Default: "
+                        "$REGISTRY_AUTH_FILE, then the usual podman/docker locations.")
+ARCH = typer.Option("amd64", "--arch",
+                    help="Architecture to pick from a multi-arch image (amd64, arm64, ...).")
+JOBS = typer.Option(4, "--jobs", "-j", help="Layers downloaded in parallel.")
 TARGET_IMGREF = typer.Option(None, "--target-imgref", metavar="IMGREF",
                              help="The image reference later updates come from "
                              "(default: the source).")
@@ -43,20 +49,24 @@ def parse_size(text: str, what: str) -> int:
     return int(value)
 
 
-def parse_bool(text: str, what: str) -> bool:
-    lowered = text.strip().lower()
+def parse_bool(value: str | None, flag: str) -> bool | None:
+    """skopeo/bootc spell booleans as --flag=true|false; None means "not given"."""
+    if value is None or value == "":
+        return None
+    lowered = value.strip().lower()
     if lowered in ("true", "1", "yes", "on"):
         return True
     if lowered in ("false", "0", "no", "off"):
         return False
-    raise UsageError(f"invalid value '{text}' for {what}", "use true or false")
+    raise UsageError(f"{flag} expects true or false, not '{value}'")
 
 
 def pull_options(cache_dir: Path | None, tls_verify: str | None, authfile: Path | None,
-                 arch: str | None = None) -> PullOptions:
-    cache = cache_dir or default_cache_dir()
-    tls = None if tls_verify is None else parse_bool(tls_verify, "--tls-verify")
+                 arch: str = "amd64", jobs: int = 4) -> PullOptions:
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
     if authfile is not None and not authfile.is_file():
         raise UsageError(f"auth file {authfile} does not exist")
-    return PullOptions(cache_dir=cache, tls_verify=tls, authfile=authfile,
-                       arch=arch or "amd64")
+    return PullOptions(cache_dir=cache_dir or default_cache_dir(),
+                       tls_verify=parse_bool(tls_verify, "--tls-verify"), authfile=authfile,
+                       arch=arch, jobs=jobs)

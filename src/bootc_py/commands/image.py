@@ -11,11 +11,12 @@ from typing import Any
 
 import typer
 
+from bootc_py.commands.common import ARCH, AUTHFILE, CACHE_DIR, JOBS, TLS_VERIFY, pull_options
 from bootc_py.errors import UsageError
 from bootc_py.image import cache as image_cache
 from bootc_py.image.flatten import unpack as flatten_unpack
 from bootc_py.image.ref import ACCEPTED_FORMS, parse_imgref
-from bootc_py.image.source import Image, PullOptions, human_size, pull, resolve
+from bootc_py.image.source import Image, human_size, pull, resolve
 
 log = logging.getLogger(__name__)
 
@@ -23,43 +24,6 @@ app = typer.Typer(help="Pull, inspect and unpack container images; manage the im
                   no_args_is_help=True)
 
 IMGREF_HELP = f"Image reference: {ACCEPTED_FORMS}. Without a transport, registry: is assumed."
-CACHE_HELP = ("Blob cache directory (default: $BOOTC_PY_CACHE_DIR or "
-              f"{image_cache.DEFAULT_CACHE_DIR}).")
-TLS_HELP = ("Require HTTPS with a verified certificate (default: true, unless registries.conf "
-            "marks the registry insecure). --tls-verify=false allows plain HTTP.")
-AUTH_HELP = ("Credentials file (containers-auth.json format). Default: $REGISTRY_AUTH_FILE, "
-             "then the usual podman/docker locations.")
-ARCH_HELP = "Architecture to pick from a multi-arch image (amd64, arm64, ...)."
-JOBS_HELP = "Layers downloaded in parallel."
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def parse_bool(value: str | None, flag: str) -> bool | None:
-    """skopeo/bootc spell booleans as --flag=true|false; None means "not given"."""
-    if value is None or value == "":
-        return None
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise UsageError(f"{flag} expects true or false, not '{value}'")
-
-
-def _options(cache_dir: str | None, tls_verify: str | None, authfile: str | None, arch: str,
-             jobs: int) -> PullOptions:
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    kw: dict[str, Any] = {}
-    if cache_dir:
-        kw["cache_dir"] = Path(cache_dir)
-    return PullOptions(tls_verify=parse_bool(tls_verify, "--tls-verify"),
-                       authfile=Path(authfile) if authfile else None, arch=arch, jobs=jobs,
-                       **kw)
-
-
 def image_json(image: Image) -> dict[str, Any]:
     """What `image inspect` prints."""
     return {
@@ -82,15 +46,15 @@ def image_json(image: Image) -> dict[str, Any]:
 @app.command("pull")
 def pull_cmd(
     imgref: str = typer.Argument(..., help=IMGREF_HELP),
-    cache_dir: str = typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: str = typer.Option(None, "--authfile", metavar="FILE", help=AUTH_HELP),
-    arch: str = typer.Option("amd64", "--arch", help=ARCH_HELP),
-    jobs: int = typer.Option(4, "--jobs", "-j", help=JOBS_HELP),
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
+    arch: str = ARCH,
+    jobs: int = JOBS,
 ) -> None:
     """Pull an image into the cache (verifying every blob) and print its manifest digest."""
     ref = parse_imgref(imgref)
-    image = pull(ref, _options(cache_dir, tls_verify, authfile, arch, jobs))
+    image = pull(ref, pull_options(cache_dir, tls_verify, authfile, arch, jobs))
     typer.echo(image.manifest_digest)
 
 
@@ -99,15 +63,15 @@ def inspect_cmd(
     imgref: str = typer.Argument(..., help=IMGREF_HELP),
     raw: bool = typer.Option(False, "--raw", help="Print only the manifest."),
     config: bool = typer.Option(False, "--config", help="Print only the image config."),
-    cache_dir: str = typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: str = typer.Option(None, "--authfile", metavar="FILE", help=AUTH_HELP),
-    arch: str = typer.Option("amd64", "--arch", help=ARCH_HELP),
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
+    arch: str = ARCH,
 ) -> None:
     """Print an image's digest, labels, layers, manifest and config as JSON (no layer download)."""
     if raw and config:
         raise UsageError("--raw and --config are mutually exclusive")
-    image = resolve(parse_imgref(imgref), _options(cache_dir, tls_verify, authfile, arch, 1))
+    image = resolve(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile, arch, 1))
     doc = image.manifest if raw else image.config if config else image_json(image)
     typer.echo(json.dumps(doc, indent=2, sort_keys=not (raw or config)))
 
@@ -116,29 +80,28 @@ def inspect_cmd(
 def unpack_cmd(
     imgref: str = typer.Argument(..., help=IMGREF_HELP),
     dest: Path = typer.Argument(..., help="Directory to create (or an empty one)."),
-    cache_dir: str = typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP),
-    tls_verify: str = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    authfile: str = typer.Option(None, "--authfile", metavar="FILE", help=AUTH_HELP),
-    arch: str = typer.Option("amd64", "--arch", help=ARCH_HELP),
-    jobs: int = typer.Option(4, "--jobs", "-j", help=JOBS_HELP),
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
+    arch: str = ARCH,
+    jobs: int = JOBS,
 ) -> None:
     """Pull an image and flatten its layers into DIR (the image's root filesystem)."""
     ref = parse_imgref(imgref)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} exists and is not an empty directory")
-    image = pull(ref, _options(cache_dir, tls_verify, authfile, arch, jobs))
+    image = pull(ref, pull_options(cache_dir, tls_verify, authfile, arch, jobs))
     flatten_unpack(image, dest)
     log.info("unpacked %s into %s", ref, dest)
 
 
 @app.command("list")
 def list_cmd(
-    cache_dir: str = typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP),
+    cache_dir: Path = CACHE_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the images in the cache."""
-    cache = image_cache.BlobCache(Path(cache_dir) if cache_dir else
-                                  image_cache.default_cache_dir())
+    cache = image_cache.BlobCache(cache_dir or image_cache.default_cache_dir())
     records = cache.images()
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in records], indent=2))
@@ -156,12 +119,11 @@ def list_cmd(
 
 @app.command("prune")
 def prune_cmd(
-    cache_dir: str = typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP),
+    cache_dir: Path = CACHE_DIR,
     all_: bool = typer.Option(False, "--all", help="Forget every image and empty the cache."),
 ) -> None:
     """Remove cached blobs that no listed image needs (with --all: everything)."""
-    cache = image_cache.BlobCache(Path(cache_dir) if cache_dir else
-                                  image_cache.default_cache_dir())
+    cache = image_cache.BlobCache(cache_dir or image_cache.default_cache_dir())
     res = cache.prune(everything=all_)
     msg = f"removed {res.blobs_removed} blobs, freed {human_size(res.bytes_freed)}"
     if all_:

@@ -20,13 +20,14 @@ REF_NAME = "org.opencontainers.image.ref.name"
 SMALL_LIMIT = 4 << 20
 
 
-def _load_json(data: bytes, what: str) -> dict[str, Any]:
+def load_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON document that must be an object (index, manifest, config), or ImageError."""
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{what} is not valid JSON: {exc}") from exc
+        raise ImageError(f"malformed {what}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
-        raise ImageError(f"{what} is not a JSON object")
+        raise ImageError(f"malformed {what}: not a JSON object")
     return doc
 
 
@@ -43,7 +44,7 @@ class Layout:
 
     def _check(self) -> None:
         try:
-            doc = _load_json(self._read("oci-layout", 4096), f"{self.label}/oci-layout")
+            doc = load_json_object(self._read("oci-layout", 4096), f"{self.label}/oci-layout")
         except FileNotFoundError:
             raise ImageError(f"{self.label} is not an OCI image layout (no oci-layout file)"
                              ) from None
@@ -53,7 +54,8 @@ class Layout:
 
     def index(self) -> dict[str, Any]:
         try:
-            return _load_json(self._read("index.json", SMALL_LIMIT), f"{self.label}/index.json")
+            return load_json_object(self._read("index.json", SMALL_LIMIT),
+                                    f"{self.label}/index.json")
         except FileNotFoundError:
             raise ImageError(f"{self.label} is not an OCI image layout (no index.json)") from None
 

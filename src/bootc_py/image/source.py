@@ -10,7 +10,6 @@ layout inside the cache, then read like oci:.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from bootc_py.errors import DigestMismatchError, ImageError, UnsupportedError
 from bootc_py.image import digest as dg
 from bootc_py.image import mediatypes as mt
 from bootc_py.image.cache import BlobCache, BlobWriter, ImageRecord, default_cache_dir
-from bootc_py.image.oci_layout import Layout, OciArchive, OciDir
+from bootc_py.image.oci_layout import Layout, OciArchive, OciDir, load_json_object
 from bootc_py.image.ref import ImageRef, Transport
 from bootc_py.image.registry import ClientOptions, RegistryClient
 from bootc_py.run import run
@@ -120,16 +119,6 @@ class Descriptor:
     media_type: str
     digest: str
     size: int
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"malformed {what}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ImageError(f"malformed {what}: not a JSON object")
-    return doc
 
 
 def _descriptor(d: Any, what: str) -> Descriptor:
@@ -402,7 +391,7 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
             raise DigestMismatchError(f"the manifest of {label} does not match its digest "
                                       f"(expected {dg.short(expected)}, got {dg.short(digest)})")
         what = f"manifest of {label}"
-        doc = _json(body, what)
+        doc = load_json_object(body, what)
         media_type = _media_type(doc, hint, what)
         index_digest = None
         for _ in range(4):  # an index may (rarely) point at another index
@@ -417,7 +406,7 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
                 raise DigestMismatchError(f"a manifest of {label} does not match its digest "
                                           f"(expected {dg.short(desc.digest)}, got "
                                           f"{dg.short(digest)})")
-            doc = _json(body, what)
+            doc = load_json_object(body, what)
             media_type = _media_type(doc, desc.media_type, what)
         if media_type in (mt.DOCKER_MANIFEST_V1, mt.DOCKER_MANIFEST_V1_SIGNED):
             raise UnsupportedError(f"{label} uses a Docker schema 1 manifest, which is not "
@@ -426,7 +415,7 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
             raise UnsupportedError(f"{what} has unsupported media type '{media_type}'")
         config_desc, layer_descs = _manifest_descriptors(doc, what)
         cache.put_bytes(digest, body)
-        config = _json(_small_blob(cache, fetcher, config_desc, f"config of {label}"),
+        config = load_json_object(_small_blob(cache, fetcher, config_desc, f"config of {label}"),
                        f"config of {label}")
         diff_ids = _diff_ids(config, len(layer_descs), f"config of {label}")
         layers = tuple(Layer(d.digest, diff_id, d.size, d.media_type)
@@ -465,9 +454,10 @@ def cached_image(ref: ImageRef, cache_dir: Path) -> Image | None:
         return None
     what = f"cached manifest of {ref}"
     try:
-        doc = _json(cache.read(rec.manifest_digest), what)
+        doc = load_json_object(cache.read(rec.manifest_digest), what)
         config_desc, layer_descs = _manifest_descriptors(doc, what)
-        config = _json(cache.read(config_desc.digest, CONFIG_LIMIT), f"cached config of {ref}")
+        config = load_json_object(cache.read(config_desc.digest, CONFIG_LIMIT),
+                                  f"cached config of {ref}")
     except DigestMismatchError:
         return None
     diff_ids = _diff_ids(config, len(layer_descs), f"cached config of {ref}")
