@@ -24,7 +24,7 @@ def test_unprivileged_container_names_what_to_do(tmp_path: Path) -> None:
     env = tmp_path / ".containerenv"
     env.write_text("")
     with pytest.raises(UsageError, match="does not name the image") as exc:
-        prepare.running_image_ref(env, tmp_path)
+        prepare.running_image(env, tmp_path)
     assert exc.value.hint and "--privileged" in exc.value.hint
 
 
@@ -32,7 +32,7 @@ def test_storage_must_be_mounted(tmp_path: Path) -> None:
     env = tmp_path / ".containerenv"
     env.write_text('imageid="0123abcd"\n')
     with pytest.raises(UsageError, match="not mounted") as exc:
-        prepare.running_image_ref(env, tmp_path / "missing")
+        prepare.running_image(env, tmp_path / "missing")
     assert exc.value.hint and "/var/lib/containers" in exc.value.hint
 
 
@@ -40,5 +40,5 @@ def test_elsewhere_asks_for_source_imgref(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prepare, "OSTREE_BOOTED", tmp_path / "not-booted")
     with pytest.raises(UsageError, match="not running inside a bootable container") as exc:
-        prepare.running_image_ref(tmp_path / "none", tmp_path)
+        prepare.running_image(tmp_path / "none", tmp_path)
     assert exc.value.hint and "--source-imgref" in exc.value.hint

@@ -44,11 +44,6 @@ class BootloaderSetup:
     def uses_esp(self) -> bool:
         return self.grub_efi or self.systemd_boot
 
-    @property
-    def names(self) -> list[str]:
-        return [name for name, on in (("grub-bios", self.grub_bios), ("grub-efi", self.grub_efi),
-                                      ("systemd-boot", self.systemd_boot)) if on]
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 

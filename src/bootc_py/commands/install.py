@@ -151,8 +151,8 @@ def print_configuration(
     from bootc_py.image.source import pull
     from bootc_py.installer import config
     from bootc_py.installer.preflight import summarize
-    from bootc_py.installer.prepare import running_image_ref
+    from bootc_py.installer.prepare import running_image
 
-    ref = parse_imgref(imgref or running_image_ref())
+    ref = parse_imgref(imgref or running_image().source)
     image = pull(ref, pull_options(cache_dir, tls_verify, authfile))
     typer.echo(config.load(summarize(image).files).to_json())

@@ -6,10 +6,8 @@ arguments and the partition layout. `--dry-run` prints it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bootc_py.disk.plan import PartitionPlan
 from bootc_py.errors import UsageError
@@ -85,17 +83,6 @@ class InstallPlan:
     partitions: PartitionPlan | None = None
     warnings: tuple[str, ...] = field(default=())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source-imgref": self.source, "target-imgref": self.target,
-            "manifest-digest": self.manifest_digest, "stateroot": self.stateroot,
-            "filesystem": self.filesystem, "bootloaders": list(self.bootloaders.names),
-            "kargs": ["root=UUID=<root>", "rw", *self.kargs],
-            "device": str(self.device) if self.device else None,
-            "partitions": self.partitions.to_dict() if self.partitions else None,
-            "warnings": list(self.warnings),
-        }
-
     def render(self) -> str:
         lines = [
             f"Image:        {self.source}",
@@ -114,6 +101,3 @@ class InstallPlan:
         for warning in self.warnings:
             text += f"warning: {warning}\n"
         return text
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)

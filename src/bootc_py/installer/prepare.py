@@ -87,10 +87,6 @@ def running_image(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) ->
                      "give --source-imgref IMGREF (e.g. docker://registry/name:tag or oci:DIR)")
 
 
-def running_image_ref(containerenv: Path = CONTAINERENV, storage: Path = STORAGE) -> str:
-    return running_image(containerenv, storage).source
-
-
 def prepare(opts: InstallOptions) -> PreparedImage:
     running = None if opts.source_imgref else running_image()
     source = opts.source_imgref or (running.source if running else "")

@@ -52,12 +52,6 @@ class OstreeRepo:
         out = output(self._argv(*args))
         return sorted(line.strip() for line in out.splitlines() if line.strip())
 
-    def set_ref(self, ref: str, commit: str) -> None:
-        run(self._argv("refs", "--force", "--create", ref, commit))
-
-    def delete_ref(self, ref: str) -> None:
-        run(self._argv("refs", "--delete", ref))
-
     def metadata(self, rev: str, key: str) -> str | None:
         """A commit's string metadata value, or None if the key is absent."""
         res = run(self._argv("show", f"--print-metadata-key={key}", rev), check=False,
@@ -129,13 +123,6 @@ class OstreeRepo:
     def config_set(self, key: str, value: str) -> None:
         run(self._argv("config", "set", key, value))
 
-    def prune(self, *, refs_only: bool = True) -> None:
-        args = ["prune"]
-        if refs_only:
-            args.append("--refs-only")
-        run(self._argv(*args))
-
-
 
 _GVARIANT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
@@ -171,16 +158,3 @@ def escape_ref_component(text: str) -> str:
         else:
             out.extend(f"_{b:02X}_" for b in ch.encode())
     return "".join(out)
-
-
-def unescape_ref_component(text: str) -> str:
-    raw = bytearray()
-    i = 0
-    while i < len(text):
-        if text[i] == "_" and i + 3 < len(text) and text[i + 3] == "_":
-            raw.append(int(text[i + 1:i + 3], 16))
-            i += 4
-        else:
-            raw.extend(text[i].encode())
-            i += 1
-    return raw.decode()
