@@ -8,9 +8,9 @@ import pytest
 
 from bootc_py.errors import NoSpaceError
 from bootc_py.image.source import Layer
+from bootc_py.store.sysroot import Deployment
 from bootc_py.update.rollback import plan_rollback
 from bootc_py.update.upgrade import Action, check_space, plan_update
-from bootc_py.store.sysroot import Deployment
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 BASE = Layer("sha256:" + "b" * 64, "sha256:" + "1" * 64, 50_000_000, GZ)
