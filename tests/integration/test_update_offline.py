@@ -28,9 +28,11 @@ from testlib import require_tool
 
 REPO = "os/syn"
 BIG = 6 << 20  # an incompressible file in v3's top layer, to make space matter
+ZEROS = 300 << 20  # v6's top layer: 300 MiB of zeros, a few hundred KB compressed
 
 
-def _top(variant: str, big: bool = False):  # type: ignore[no-untyped-def]
+def _top(variant: str, big: bool = False,  # type: ignore[no-untyped-def]
+         zeros: int = 0):
     def fill(root: Path) -> None:
         (root / "usr/share/syn").mkdir(parents=True)
         (root / "usr/share/syn/variant").write_text(variant + "\n")
@@ -40,6 +42,10 @@ def _top(variant: str, big: bool = False):  # type: ignore[no-untyped-def]
         (root / "etc/syn/image.conf").write_text(f"image {variant}\n")
         if big:
             (root / "usr/share/syn/big").write_bytes(os.urandom(BIG))
+        if zeros:
+            # Compresses to almost nothing, expands to `zeros` bytes: beats any estimate.
+            with open(root / "usr/share/syn/zeros", "wb") as f:
+                f.truncate(zeros)
     return fill
 
 
@@ -47,8 +53,9 @@ def _top(variant: str, big: bool = False):  # type: ignore[no-untyped-def]
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("update-images")
     layout = work / "oci"
-    for n in range(1, 6):
-        build_image(layout, f"v{n}", [base_tree, _top(f"v{n}", big=n == 3)],
+    for n in range(1, 7):
+        build_image(layout, f"v{n}", [base_tree, _top(f"v{n}", big=n == 3,
+                                                      zeros=ZEROS if n == 6 else 0)],
                     work=work / "build",
                     labels={"org.opencontainers.image.version": f"{n}.0"})
     return layout
@@ -339,3 +346,33 @@ def test_refusals(disk: Path) -> None:
             res = run_cli(*args, "--sysroot", str(mnt))
             assert res.returncode != 0 and words in res.stderr, (args, res.stderr)
             assert "Traceback" not in res.stderr
+
+
+def test_disk_full_mid_import_fails_clearly_and_leaves_the_host_as_it_was(
+        disk: Path, registry: Registry, images: Path) -> None:
+    # Start: some default and rollback. v6's layer passes the space check (it is tiny
+    # compressed) but expands to 300 MiB, more than the 100 MiB left free.
+    registry.push(images, "v6", f"{REPO}:latest")
+    with mounted(disk) as mnt:
+        before = status(mnt)
+        filler = mnt / "filler"
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - (100 << 20)), str(filler)], check=True)
+        try:
+            free_before = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+            res = run_cli("upgrade", "--sysroot", str(mnt))
+            assert res.returncode != 0
+            errors = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+            assert len(errors) == 1 and errors[0].startswith(
+                "error: the sysroot filled up while importing"), res.stderr
+            assert "Traceback" not in res.stderr
+            assert status(mnt) == before  # the default deployment is untouched
+            free_after = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+            assert abs(free_after - free_before) < (8 << 20)  # the partial import is gone
+            assert not [p for p in (mnt / "ostree/repo/tmp").iterdir()
+                        if p.name.startswith(("bootc-py-", "staging-"))]
+        finally:
+            filler.unlink()
+        # With the space back, the same upgrade succeeds.
+        out = json.loads(cli(mnt, "upgrade", "--json"))
+        assert out["deployed"] and default_and_rollback(mnt)[0] == "6.0"
