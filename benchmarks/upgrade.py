@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests/integration"))
 sys.path.insert(0, str(REPO / "vm-fixtures"))
 
-from registry_fixture import Registry  # noqa: E402
 from synthetic import base_tree, build_image, run_cli  # noqa: E402
 
 from bootc_py.disk.loop import LoopDevice  # noqa: E402
@@ -37,6 +36,7 @@ from bootc_py.image.ref import parse_imgref  # noqa: E402
 from bootc_py.image.source import PullOptions, pull  # noqa: E402
 from bootc_py.store.importer import import_image  # noqa: E402
 from bootc_py.store.repo import OstreeRepo  # noqa: E402
+from registry_fixture import Registry  # noqa: E402
 
 REPO_NAME = "bench/os"
 # The base layer's size in 100 KB files: 600 is ~60 MB; an OS image is nearer 2400+ (~240 MB).
