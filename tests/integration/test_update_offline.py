@@ -376,3 +376,24 @@ def test_disk_full_mid_import_fails_clearly_and_leaves_the_host_as_it_was(
         # With the space back, the same upgrade succeeds.
         out = json.loads(cli(mnt, "upgrade", "--json"))
         assert out["deployed"] and default_and_rollback(mnt)[0] == "6.0"
+
+
+def test_a_pinned_deployment_outlives_upgrades(disk: Path, registry: Registry,
+                                               images: Path) -> None:
+    # Start: v6 default and a rollback. Pin the rollback; two upgrades later it is still there.
+    from bootc_py.store.sysroot import Sysroot
+
+    with mounted(disk) as mnt:
+        store = Sysroot(mnt)
+        pinned = store.rollback()
+        assert pinned is not None
+        store.pin(pinned)
+        for tag in ("v2", "v4"):
+            registry.push(images, tag, f"{REPO}:latest")
+            cli(mnt, "upgrade")
+        deps = store.deployments()
+        assert [d.key for d in deps if d.pinned] == [pinned.key]
+        assert len(deps) == 3  # default (v4), rollback (v2), and the pinned one
+        assert default_and_rollback(mnt) == ("4.0", "2.0")
+        listed = status(mnt)["status"]["deployments"]
+        assert [d["pinned"] for d in listed] == [False, False, True]
