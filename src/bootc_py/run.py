@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bootc_py.errors import CommandError, ToolMissingError
+from bootc_py.errors import CommandError, TimeoutExpired, ToolMissingError
 
 log = logging.getLogger("bootc_py.run")
 
@@ -48,6 +48,8 @@ PACKAGE_OF: dict[str, str] = {
 }
 
 STDERR_TAIL = 4000
+# No program bootc-py runs should take longer; callers that can, pass their own timeout.
+DEFAULT_TIMEOUT = 3600.0
 
 
 def which(tool: str) -> str:
@@ -75,30 +77,43 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     quiet: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program; raise CommandError on failure with the tail of its stderr.
 
     stdout is captured (as text) only with `capture=True`; stderr is always captured so a
     failure can say why, and is echoed at debug level. `quiet` keeps stdout off the terminal.
+    stdin is /dev/null unless `input` is given (nothing may wait for a terminal, e.g. under
+    systemd); captured output is produced with LC_ALL=C so parsing never meets a translation.
+    A program still running after `timeout` seconds is killed: TimeoutExpired.
     """
     args = [os.fspath(a) for a in argv]
     exe = which(args[0])
     full_env = None
-    if env is not None:
+    if env is not None or capture:
         full_env = dict(os.environ)
-        full_env.update(env)
+        if capture:
+            full_env["LC_ALL"] = "C"
+        full_env.update(env or {})
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
         proc = subprocess.run(
             [exe, *args[1:]],
             input=data,
+            stdin=subprocess.DEVNULL if data is None else None,
             stdout=subprocess.PIPE if (capture or quiet) else None,
             stderr=subprocess.PIPE,
             cwd=cwd,
             env=full_env,
             check=False,
+            timeout=timeout,
         )
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:.0f} s "
+                             f"and was stopped: {shlex.join(args)[:200]}",
+                             "retry; if it keeps happening, look for a hung device or "
+                             "network") from exc
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
     stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
@@ -116,6 +131,8 @@ def output(
     input: bytes | str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> str:
     """Run a program and return its stdout (stripped of the trailing newline)."""
-    return run(argv, capture=True, input=input, cwd=cwd, env=env).stdout.rstrip("\n")
+    return run(argv, capture=True, input=input, cwd=cwd, env=env,
+               timeout=timeout).stdout.rstrip("\n")
