@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from bootc_py.run import run
 from bootc_py.update.policy import ApplyMode, PolicyConfig
@@ -138,9 +139,22 @@ def run_agent(policy: PolicyConfig, effects: AgentEffects,
     return plan
 
 
-def systemctl_reboot() -> None:
-    """Reboot; the staged deployment is finalized by ostree at shutdown."""
-    run(["systemctl", "reboot"])
+def stage_with_upgrade(sysroot: Path, quiet: bool = True) -> StageOutcome:
+    """Fetch and stage through the upgrade verb (`bootc-py upgrade --quiet`, no reboot:
+    rebooting is the agent's decision)."""
+    from bootc_py.update.upgrade import upgrade
+
+    result = upgrade(sysroot, quiet=quiet)
+    return StageOutcome(staged=result.staged, changed=result.deployed, image=result.imgref,
+                        digest=result.new_digest, message=result.message)
+
+
+def host_effects(sysroot: Path, quiet: bool = True) -> AgentEffects:
+    """The real effects on a booted host."""
+    from bootc_py.update import host
+
+    return AgentEffects(stage=lambda: stage_with_upgrade(sysroot, quiet),
+                        reboot=host.reboot, schedule_retry=systemd_retry)
 
 
 def systemd_retry(after: timedelta) -> None:
