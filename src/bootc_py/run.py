@@ -6,11 +6,12 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bootc_py.errors import CommandError, ToolMissingError
+from bootc_py.errors import CommandError, TimeoutExpired, ToolMissingError
 
 log = logging.getLogger("bootc_py.run")
 
@@ -75,11 +76,14 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     quiet: bool = False,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program; raise CommandError on failure with the tail of its stderr.
 
     stdout is captured (as text) only with `capture=True`; stderr is always captured so a
     failure can say why, and is echoed at debug level. `quiet` keeps stdout off the terminal.
+    With `timeout` (seconds) the program runs in its own session and the whole session is
+    killed when time is up (TimeoutExpired): a child it left behind cannot keep it alive.
     """
     args = [os.fspath(a) for a in argv]
     exe = which(args[0])
@@ -90,15 +94,18 @@ def run(
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
-        proc = subprocess.run(
-            [exe, *args[1:]],
-            input=data,
-            stdout=subprocess.PIPE if (capture or quiet) else None,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            check=False,
-        )
+        if timeout is None:
+            proc = subprocess.run(
+                [exe, *args[1:]],
+                input=data,
+                stdout=subprocess.PIPE if (capture or quiet) else None,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=full_env,
+                check=False,
+            )
+        else:
+            proc = _run_timed([exe, *args[1:]], data, capture or quiet, cwd, full_env, timeout)
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
     stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
@@ -108,6 +115,22 @@ def run(
     if check and proc.returncode != 0:
         raise CommandError(args, proc.returncode, stderr[-STDERR_TAIL:])
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _run_timed(argv: list[str], data: bytes | None, capture: bool,
+               cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
+               timeout: float) -> subprocess.CompletedProcess[bytes]:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else None,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
+                          cwd=cwd, env=env, start_new_session=True) as child:
+        try:
+            out, err = child.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise TimeoutExpired(f"'{shlex.join(argv[:3])}' did not finish within "
+                                 f"{timeout:g}s and was killed") from None
+    return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
 
 def output(

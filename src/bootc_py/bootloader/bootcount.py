@@ -240,8 +240,8 @@ class EntryStore(Protocol):
     def remove(self, path: str) -> None: ...
 
 
-def bless_esp(esp: EntryStore, booted_options_ostree: str) -> str | None:
-    """Rename the booted counted entry to its plain name; returns the new name, if any.
+def booted_counted_entry(esp: EntryStore, booted_ostree: str) -> Counted | None:
+    """The ESP entry this boot came from, if it is counted.
 
     The booted entry is the one whose ostree= argument is the kernel command line's.
     """
@@ -249,12 +249,26 @@ def bless_esp(esp: EntryStore, booted_options_ostree: str) -> str | None:
         counted = parse_counted(name)
         if counted.left is None:
             continue
-        text = esp.read(f"loader/entries/{name}").decode()
-        if f"ostree={booted_options_ostree}" in _options(text).split():
-            esp.write_text(f"loader/entries/{counted.base}", text)  # new name first: a crash
-            esp.remove(f"loader/entries/{name}")                   # leaves a bootable entry
-            return counted.base
+        text = esp.read(f"loader/entries/{name}").decode(errors="replace")
+        if f"ostree={booted_ostree}" in _options(text).split():
+            return counted
     return None
+
+
+def has_bad_entry(esp: EntryStore) -> bool:
+    """An entry with no tries left: systemd-boot has been starting another one."""
+    return any(parse_counted(name).bad for name in esp.listdir("loader/entries"))
+
+
+def bless_esp(esp: EntryStore, booted_ostree: str) -> str | None:
+    """Rename the booted counted entry to its plain name; returns the new name, if any."""
+    counted = booted_counted_entry(esp, booted_ostree)
+    if counted is None:
+        return None
+    text = esp.read(f"loader/entries/{counted.name}").decode(errors="replace")
+    esp.write_text(f"loader/entries/{counted.base}", text)  # new name first: a crash
+    esp.remove(f"loader/entries/{counted.name}")           # leaves a bootable entry
+    return counted.base
 
 
 def _atomic_write(path: Path, text: str) -> None:

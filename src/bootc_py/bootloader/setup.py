@@ -97,6 +97,11 @@ def _esp_writer(setup: BootloaderSetup, device: Path | None) -> systemd_boot.Esp
     return _open_esp(device)
 
 
+def esp_writer(setup: BootloaderSetup, device: Path | None = None) -> systemd_boot.EspWriter:
+    """The ESP writer for this host (its mount point when mounted)."""
+    return _esp_writer(setup, device)
+
+
 def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path | None,
             esp_device: Path | None) -> None:
     """Install the bootloaders of `setup`; `boot` is the mounted /boot filesystem."""
