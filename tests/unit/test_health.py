@@ -118,7 +118,7 @@ def test_greenboot_conf_parsing() -> None:
     ('DISABLED_HEALTHCHECKS=("a.sh\n', "line 1: No closing quotation"),
 ])
 def test_bad_greenboot_conf(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="greenboot.conf") as err:
+    with pytest.raises(ConfigError, match=r"greenboot\.conf") as err:
         health.parse_greenboot_conf(text)
     assert message in err.value.message
 
