@@ -115,3 +115,11 @@ class ConfigError(UsageError):
 
 class TimeoutExpired(BootcPyError):
     """Something awaited did not happen in time."""
+
+
+class UpdateError(BootcPyError):
+    """An upgrade, switch or rollback of an installed host cannot proceed."""
+
+
+class NoSpaceError(UpdateError):
+    """The sysroot lacks the space an update needs."""

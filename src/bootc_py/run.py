@@ -49,6 +49,8 @@ PACKAGE_OF: dict[str, str] = {
 }
 
 STDERR_TAIL = 4000
+# No program bootc-py runs should take longer; callers that can, pass their own timeout.
+DEFAULT_TIMEOUT = 3600.0
 
 
 def which(tool: str) -> str:
@@ -76,36 +78,50 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     quiet: bool = False,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    own_session: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program; raise CommandError on failure with the tail of its stderr.
 
     stdout is captured (as text) only with `capture=True`; stderr is always captured so a
     failure can say why, and is echoed at debug level. `quiet` keeps stdout off the terminal.
-    With `timeout` (seconds) the program runs in its own session and the whole session is
-    killed when time is up (TimeoutExpired): a child it left behind cannot keep it alive.
+    stdin is /dev/null unless `input` is given (nothing may wait for a terminal, e.g. under
+    systemd); captured output is produced with LC_ALL=C so parsing never meets a translation.
+    A program still running after `timeout` seconds is killed: TimeoutExpired. With
+    `own_session` it runs in a session of its own and the whole session is killed, so a child
+    it left behind (a health-check script's `sleep &`) cannot hold its pipes open.
     """
     args = [os.fspath(a) for a in argv]
     exe = which(args[0])
     full_env = None
-    if env is not None:
+    if env is not None or capture:
         full_env = dict(os.environ)
-        full_env.update(env)
+        if capture:
+            full_env["LC_ALL"] = "C"
+        full_env.update(env or {})
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
-        if timeout is None:
+        if own_session:
+            proc = _run_session([exe, *args[1:]], data, capture or quiet, cwd, full_env,
+                                timeout)
+        else:
             proc = subprocess.run(
                 [exe, *args[1:]],
                 input=data,
+                stdin=subprocess.DEVNULL if data is None else None,
                 stdout=subprocess.PIPE if (capture or quiet) else None,
                 stderr=subprocess.PIPE,
                 cwd=cwd,
                 env=full_env,
                 check=False,
+                timeout=timeout,
             )
-        else:
-            proc = _run_timed([exe, *args[1:]], data, capture or quiet, cwd, full_env, timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:.0f} s "
+                             f"and was stopped: {shlex.join(args)[:200]}",
+                             "retry; if it keeps happening, look for a hung device or "
+                             "network") from exc
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
     stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
@@ -117,10 +133,10 @@ def run(
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
-def _run_timed(argv: list[str], data: bytes | None, capture: bool,
-               cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
-               timeout: float) -> subprocess.CompletedProcess[bytes]:
-    with subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else None,
+def _run_session(argv: list[str], data: bytes | None, capture: bool,
+                 cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
+                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                           stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
                           cwd=cwd, env=env, start_new_session=True) as child:
         try:
@@ -128,8 +144,7 @@ def _run_timed(argv: list[str], data: bytes | None, capture: bool,
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
-            raise TimeoutExpired(f"'{shlex.join(argv[:3])}' did not finish within "
-                                 f"{timeout:g}s and was killed") from None
+            raise
     return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
 
@@ -139,6 +154,8 @@ def output(
     input: bytes | str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> str:
     """Run a program and return its stdout (stripped of the trailing newline)."""
-    return run(argv, capture=True, input=input, cwd=cwd, env=env).stdout.rstrip("\n")
+    return run(argv, capture=True, input=input, cwd=cwd, env=env,
+               timeout=timeout).stdout.rstrip("\n")

@@ -49,8 +49,9 @@ def test_red_d_runs_after_a_red_verdict(tmp_path: Path) -> None:
 
 def test_run_timeout_kills_the_whole_session() -> None:
     start = time.monotonic()
-    with pytest.raises(TimeoutExpired, match="did not finish within 1s"):
-        run(["bash", "-c", "sleep 300 & sleep 300"], capture=True, timeout=1)
+    with pytest.raises(TimeoutExpired, match="did not finish within 1 s"):
+        run(["bash", "-c", "sleep 300 & sleep 300"], capture=True, timeout=1, own_session=True)
     assert time.monotonic() - start < 10
-    assert run(["bash", "-c", "echo hi"], capture=True, timeout=5).stdout == "hi\n"
+    assert run(["bash", "-c", "echo hi"], capture=True, timeout=5,
+               own_session=True).stdout == "hi\n"
 

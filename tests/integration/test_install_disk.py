@@ -143,5 +143,8 @@ def test_status_reads_the_offline_sysroot(installed: Path) -> None:
         assert dep["image"]["imageDigest"].startswith("sha256:")
         assert dep["image"]["version"] == "1.0"
         assert dep["ostree"]["stateroot"] == "default"
-        human = run_cli("status", "--sysroot", str(mnt)).stdout
+        human = run_cli("status", "--format", "humanreadable", "--sysroot", str(mnt)).stdout
         assert "Default image: docker://127.0.0.1:5000/syn:1" in human
+        # Not a terminal: YAML, as bootc does.
+        assert run_cli("status", "--sysroot", str(mnt)).stdout.startswith(
+            "apiVersion: org.containers.bootc/v1\nkind: BootcHost\n")

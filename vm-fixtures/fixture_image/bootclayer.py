@@ -1,4 +1,5 @@
-"""Layer 2: bootc-py from the working tree, its systemd units, and the guest check unit.
+"""Layer 2: bootc-py from the working tree, its systemd units, its update policy defaults, and
+the guest check unit.
 
 bootc-py goes under /usr (not /usr/local, which is /var on an installed host) and runs on
 Debian's /usr/bin/python3 with Debian's python3-* libraries.
@@ -22,6 +23,7 @@ UNIT_DIR = "usr/lib/systemd/system"
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target", ".mount", ".automount",
                  ".slice", ".swap")
 CHECK_UNIT = "bootc-py-fixture-check.service"
+POLICY_DEFAULTS = "usr/lib/bootc-py/updates.toml"
 LAUNCHER = """#!/usr/bin/python3
 # bootc-py, installed in the sample image from the working tree (vm-fixtures/build-image).
 import sys
@@ -138,6 +140,11 @@ def stage(tree: Path) -> dict[str, Any]:
     for extra in sorted((BOOTC_PY_SRC / "data" / "systemd").glob("*.d")):
         if extra.is_dir():
             shutil.copytree(extra, tree / UNIT_DIR / extra.name)
+
+    # The update policy's defaults, where bootc_py.update.policy reads them.
+    policy = tree / POLICY_DEFAULTS
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(BOOTC_PY_SRC / "data" / "updates.toml", policy)
 
     check = tree / "usr/lib/bootc-py-fixture/check.py"
     check.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,9 @@ from fixture_image.recipe import STAGED_MTIME, VARIANTS, Variant, bootc_layer_ke
 
 MARKER_PATH = "usr/share/bootc-py-fixture/variant"
 HEALTH_DIR = "usr/lib/bootc-py/health.d"
+# A file of the image's /etc that differs between variants: an update's /etc change that the
+# 3-way merge must carry onto a host whose admin never touched it.
+ETC_MARKER_PATH = "etc/bootc-py-fixture/variant.conf"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ def build_top_layer(variant: Variant, work: Path) -> Blob:
     marker = tree / MARKER_PATH
     marker.parent.mkdir(parents=True)
     marker.write_text(variant.name + "\n")
+    etc_marker = tree / ETC_MARKER_PATH
+    etc_marker.parent.mkdir(parents=True)
+    etc_marker.write_text(f"# from the image (bootc-py sample variant)\nvariant={variant.name}\n")
     name, content = variant.health_script
     health = tree / HEALTH_DIR / name
     health.parent.mkdir(parents=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from vmharness.boot import boot_check
 from vmharness.disks import Rootfs, direct_boot_append, flatten, make_ext4_disk
 from vmharness.errors import VMError, VMExited, VMTimeout
-from vmharness.qemu import CHECK_MARKER, VM, Drive, Firmware, Forward
+from vmharness.qemu import CHECK_MARKER, VM, Drive, Firmware, Forward, GuestForward
 
 __all__ = [
     "CHECK_MARKER",
@@ -17,6 +17,7 @@ __all__ = [
     "Drive",
     "Firmware",
     "Forward",
+    "GuestForward",
     "Rootfs",
     "VMError",
     "VMExited",

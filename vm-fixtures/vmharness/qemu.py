@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ FW_CFG_PREFIX = "opt/bootc-py"
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][A-Z0-9]|[=>c])")
 # Generous: boots share two cores with other work. Scale with BOOTC_PY_VM_TIMEOUT_SCALE.
 DEFAULT_CHECK_TIMEOUT = 480.0
+RELAY = Path(__file__).resolve().parent / "relay.py"
 FORMATS = {".qcow2": "qcow2", ".vmdk": "vmdk", ".vhd": "vpc", ".vpc": "vpc", ".vhdx": "vhdx"}
 
 
@@ -68,6 +70,26 @@ class Forward:
     host_port: int = 0
 
 
+@dataclass(frozen=True)
+class GuestForward:
+    """The guest's connections to `guest_addr:guest_port` relayed to a server on the host's
+    127.0.0.1:`host_port` (qemu guestfwd with one relay process per connection: FACTS §11).
+    With `log`, the relay appends each HTTP request line the guest sends to that file."""
+
+    host_port: int
+    guest_port: int = 5000
+    guest_addr: str = "10.0.2.100"
+    log: Path | None = None
+
+    def netdev_option(self) -> str:
+        cmd = f"{sys.executable} {RELAY} 127.0.0.1 {self.host_port}"
+        if self.log is not None:
+            cmd += f" {self.log}"
+        if "," in cmd:
+            raise VMError(f"guestfwd command must not contain a comma: {cmd}")
+        return f"guestfwd=tcp:{self.guest_addr}:{self.guest_port}-cmd:{cmd}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,6 +112,7 @@ class VM:
         bootfile: str | None = None,
         network: bool = False,
         forwards: Sequence[Forward | int] = (),
+        guest_forwards: Sequence[GuestForward] = (),
         memory_mb: int = 2048,
         cpus: int = 2,
         script: str | None = None,
@@ -110,7 +133,9 @@ class VM:
         self.tftp = Path(tftp) if tftp else None
         self.bootfile = bootfile
         self.forwards = [f if isinstance(f, Forward) else Forward(f) for f in forwards]
-        self.network = network or bool(self.forwards) or self.tftp is not None or boot == "net"
+        self.guest_forwards = list(guest_forwards)
+        self.network = (network or bool(self.forwards) or bool(self.guest_forwards)
+                        or self.tftp is not None or boot == "net")
         self.memory_mb = memory_mb
         self.cpus = cpus
         self.script = script
@@ -197,6 +222,8 @@ class VM:
         for f in self.forwards:
             host = self.host_ports.setdefault(f.guest_port, f.host_port or free_port())
             netdev += f",hostfwd=tcp:127.0.0.1:{host}-:{f.guest_port}"
+        for g in self.guest_forwards:
+            netdev += "," + g.netdev_option()
         if self.tftp:
             netdev += f",tftp={self.tftp}"
             if self.bootfile:

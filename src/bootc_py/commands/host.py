@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import typer
+
+SYSROOT = typer.Option(Path("/"), "--sysroot", metavar="PATH",
+                       help="Work on a mounted (not booted) sysroot instead of this host: "
+                       "nothing is staged, a new deployment is the default at once.")
 
 internals = typer.Typer(help="Internal commands run by bootc-py's own systemd units.",
                         no_args_is_help=True, hidden=True)
@@ -13,23 +17,29 @@ internals = typer.Typer(help="Internal commands run by bootc-py's own systemd un
 
 def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (same as --format=json)."),
-    format: str = typer.Option("humanreadable", "--format", metavar="humanreadable|json",
-                               help="Output format."),
-    sysroot: Path = typer.Option(Path("/"), "--sysroot",
-                                 help="Read a mounted (not booted) sysroot instead of this "
-                                 "host."),
+    format: str = typer.Option(None, "--format", metavar="humanreadable|yaml|json",
+                               help="Output format (default: humanreadable on a terminal, "
+                               "yaml otherwise, as bootc)."),
+    booted: bool = typer.Option(False, "--booted", help="Only the booted deployment."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show deployment details."),
+    sysroot: Path = SYSROOT,
 ) -> None:
-    """Show the booted, staged and rollback images (bootc's status schema with --json)."""
+    """Show the booted, staged and rollback images (bootc's BootcHost schema)."""
     from bootc_py.errors import UsageError
-    from bootc_py.update.status import read_status
+    from bootc_py.update.status import Format, read_status
 
-    if format not in ("humanreadable", "json"):
-        raise UsageError(f"unknown format '{format}'", "use humanreadable or json")
-    host = read_status(sysroot)
-    if json_out or format == "json":
-        typer.echo(json.dumps(host.to_bootc(), indent=2))
+    if json_out:
+        fmt = Format.JSON
+    elif format is None:
+        fmt = Format.HUMAN if sys.stdout.isatty() else Format.YAML
     else:
-        typer.echo(host.render(), nl=False)
+        try:
+            fmt = Format(format)
+        except ValueError:
+            raise UsageError(f"unknown format '{format}'",
+                             "use humanreadable, yaml or json") from None
+    host = read_status(sysroot)
+    typer.echo(host.render(fmt, verbose=verbose, booted_only=booted), nl=False)
 
 
 @internals.command("bootloader-sync")

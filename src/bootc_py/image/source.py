@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,7 +381,8 @@ def _fetch_layers(cache: BlobCache, fetcher: _Fetcher, layers: tuple[Layer, ...]
             return bar.done
 
 
-def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
+def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool,
+           skip: Callable[[Layer], bool] | None = None) -> Image:
     cache = BlobCache(opts.cache_dir)
     label = str(ref)
     with cache.lock(), _open_fetcher(ref, opts, cache) as fetcher:
@@ -422,7 +423,8 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
                        for d, diff_id in zip(layer_descs, diff_ids, strict=True))
         fetched = 0
         if with_layers:
-            fetched = _fetch_layers(cache, fetcher, layers, opts, label)
+            wanted = tuple(x for x in layers if skip is None or not skip(x))
+            fetched = _fetch_layers(cache, fetcher, wanted, opts, label)
             blobs = [b for b in (index_digest, digest, config_desc.digest) if b]
             cache.record(ImageRecord(str(ref), digest, config_desc.digest,
                                      tuple(blobs + [x.digest for x in layers]),
@@ -431,11 +433,13 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool) -> Image:
                      index_digest, fetched)
 
 
-def pull(ref: ImageRef, opts: PullOptions) -> Image:
+def pull(ref: ImageRef, opts: PullOptions, *,
+         skip: Callable[[Layer], bool] | None = None) -> Image:
     """Fetch the image into the cache (verified) and describe it. A second pull of an unchanged
-    image downloads no blob bytes."""
+    image downloads no blob bytes. Layers for which `skip` is true are not fetched (an updater
+    whose ostree repository already holds them as commits)."""
     with blog.step("pull", f"Pulling {ref}"):
-        image = _fetch(ref, opts, with_layers=True)
+        image = _fetch(ref, opts, with_layers=True, skip=skip)
     log.info("pulled %s (%s): %d layers, %s, %s fetched", ref, dg.short(image.manifest_digest),
              len(image.layers), human_size(image.size), human_size(image.fetched))
     return image

@@ -14,6 +14,7 @@ from bootc_py.installer import sysroot
 from bootc_py.installer.plan import InstallPlan
 from bootc_py.run import run
 from bootc_py.store.importer import import_image
+from bootc_py.store.sysroot import Deployment, Origin, Sysroot
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class TargetFilesystems:
 
 @dataclass(frozen=True)
 class InstallResult:
-    deployment: sysroot.Deployment
+    deployment: Deployment
     kernel: str
     layers_imported: int
     layers_reused: int
@@ -47,14 +48,13 @@ class InstallResult:
 
 def install_into(target: TargetFilesystems, plan: InstallPlan, image: Image) -> InstallResult:
     with steplog.step("init-sysroot", "Initializing the ostree sysroot"):
-        repo = sysroot.init(target.root, plan.stateroot)
+        store = Sysroot.init(target.root, plan.stateroot)
     with steplog.step("import", f"Importing {plan.source} into ostree"):
-        imported = import_image(repo, image, plan.target)
+        imported = import_image(store.repo, image, plan.target)
     kargs = [f"root=UUID={target.root_uuid}", "rw", *plan.kargs]
     with steplog.step("deploy", "Deploying"):
-        deployment = sysroot.deploy(
-            target.root, plan.stateroot, imported.ref, imported.commit,
-            origin=sysroot.render_origin(plan.target, image.manifest_digest), kargs=kargs)
+        deployment = store.deploy(imported.ref, Origin(plan.target, image.manifest_digest),
+                                  stateroot=plan.stateroot, kargs=kargs, prune=False)
     with steplog.step("configure", "Writing /etc/fstab and seeding /var"):
         fstab: list[sysroot.FstabEntry] = []
         if target.boot_separate:

@@ -21,6 +21,7 @@ from bootc_py.image.source import Image, pull
 from bootc_py.installer import config as install_config
 from bootc_py.installer.plan import InstallOptions, InstallPlan, choose_bootloaders
 from bootc_py.installer.preflight import ImageSummary, summarize
+from bootc_py.store.sysroot import Sysroot
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,12 @@ def _booted_image_ref() -> str | None:
     """On a host booted from a bootc-py install: the booted image, pinned to its digest."""
     if not OSTREE_BOOTED.exists():
         return None
-    from bootc_py.update.status import read_status
-
-    booted = read_status().booted
-    if booted is None or not booted.imgref:
+    booted = Sysroot(Path("/")).booted()
+    if booted is None or booted.origin is None:
         return None
-    ref = parse_imgref(booted.imgref)
-    if booted.manifest_digest and ref.transport is Transport.REGISTRY:
-        ref = ref.with_digest(booted.manifest_digest)
+    ref = booted.origin.ref
+    if booted.origin.manifest_digest and ref.transport is Transport.REGISTRY:
+        ref = ref.with_digest(booted.origin.manifest_digest)
     return str(ref)
 
 

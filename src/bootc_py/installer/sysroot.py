@@ -1,8 +1,5 @@
-"""The ostree sysroot on the target root filesystem: init, deploy, per-machine state.
-
-Layout (compatible with bootc/ostree): /ostree/repo (bare), deployments under
-/ostree/deploy/<stateroot>/deploy/<checksum>.<serial>, the shared
-/ostree/deploy/<stateroot>/var, BLS entries in /boot/loader/entries.
+"""Per-machine state an install writes into a new deployment: fstab, the seeded /var, root's
+keys, the install record. The sysroot and its deployments themselves are store/sysroot.py's.
 """
 
 from __future__ import annotations
@@ -15,23 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bootc_py import __version__
-from bootc_py.errors import InstallError
 from bootc_py.run import run
-from bootc_py.store.repo import OstreeRepo
+from bootc_py.store.sysroot import Deployment
 
 ALEPH = ".bootc-aleph.json"
-
-
-@dataclass(frozen=True)
-class Deployment:
-    stateroot: str
-    checksum: str
-    serial: int
-    path: Path  # the deployment root directory on the target
-
-    @property
-    def var(self) -> Path:
-        return self.path.parent.parent / "var"
 
 
 @dataclass(frozen=True)
@@ -44,51 +28,6 @@ class FstabEntry:
 
     def line(self) -> str:
         return f"{self.spec} {self.mountpoint} {self.fstype} {self.options} 0 {self.passno}"
-
-
-def origin_reference(imgref: str) -> str:
-    """The origin's container-image-reference, spelled as ostree-ext/bootc spell it."""
-    if imgref.startswith("docker://"):
-        return "ostree-unverified-registry:" + imgref[len("docker://"):]
-    return "ostree-unverified-image:" + imgref
-
-
-def render_origin(target_imgref: str, manifest_digest: str) -> str:
-    return ("[origin]\n"
-            f"container-image-reference={origin_reference(target_imgref)}\n"
-            "\n[bootc-py]\n"
-            f"imgref={target_imgref}\n"
-            f"manifest-digest={manifest_digest}\n")
-
-
-def init(root: Path, stateroot: str) -> OstreeRepo:
-    """`ostree admin init-fs` + `os-init`; ostree writes only BLS entries (we own the loader)."""
-    run(["ostree", "admin", "init-fs", "--modern", str(root)], quiet=True)
-    run(["ostree", "admin", "os-init", f"--sysroot={root}", stateroot], quiet=True)
-    repo = OstreeRepo(root / "ostree/repo")
-    repo.config_set("sysroot.bootloader", "none")
-    return repo
-
-
-def deploy(root: Path, stateroot: str, ref: str, commit: str, *, origin: str,
-           kargs: Sequence[str]) -> Deployment:
-    origin_file = root / "ostree" / f".bootc-py-origin-{os.getpid()}"
-    origin_file.write_text(origin)
-    try:
-        # --karg-append keeps repeated keys (console=tty0 console=ttyS0) in order.
-        # --no-prune: a fresh repository has nothing to prune, and walking it costs time.
-        run(["ostree", "admin", "deploy", f"--sysroot={root}", f"--os={stateroot}",
-             f"--origin-file={origin_file}", "--karg-none", "--no-prune",
-             *[f"--karg-append={k}" for k in kargs], ref], quiet=True)
-    finally:
-        origin_file.unlink(missing_ok=True)
-    deploy_dir = root / "ostree/deploy" / stateroot / "deploy"
-    serials = sorted(int(p.name.rsplit(".", 1)[1]) for p in deploy_dir.glob(f"{commit}.*")
-                     if p.is_dir())
-    if not serials:
-        raise InstallError(f"ostree deployed {ref} but no deployment of {commit[:12]} appeared")
-    serial = serials[-1]
-    return Deployment(stateroot, commit, serial, deploy_dir / f"{commit}.{serial}")
 
 
 def write_fstab(deployment: Deployment, entries: Sequence[FstabEntry]) -> None:

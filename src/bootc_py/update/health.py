@@ -176,7 +176,8 @@ ScriptRunner = Callable[[Path, float], str | None]
 def run_script(path: Path, timeout: float) -> str | None:
     """Run one greenboot script; None when it passed, else why it failed."""
     try:
-        res = run(["bash", str(path)], check=False, capture=True, timeout=timeout)
+        res = run(["bash", str(path)], check=False, capture=True, timeout=timeout,
+                  own_session=True)
     except TimeoutExpired:
         return f"timed out after {timeout:g}s"
     except CommandError as exc:  # could not even start

@@ -1,29 +1,31 @@
-"""Host status computed from disk alone, in bootc's schema (org.containers.bootc/v1 BootcHost).
+"""Host status: a pure view of store/sysroot in bootc's schema (org.containers.bootc/v1
+BootcHost), rendered human-readable, as YAML or as JSON.
 
-Deployments and their order come from `ostree admin status`; each deployment's origin file
-names the image it follows, and its commit's metadata (written at import) carries the manifest
-digest, version and image config. Works on the booted host (sysroot "/") and offline on a
-mounted sysroot (`--sysroot`), where nothing is "booted".
+`read_status(sysroot)` gathers (deployments in boot order, each commit's recorded manifest
+digest, version and image config, the last update check); `HostStatus` only presents them.
+Works on the booted host (sysroot "/") and offline on a mounted sysroot (`--sysroot`), where
+nothing is "booted": the default deployment stands in for the booted one.
 """
 
 from __future__ import annotations
 
-import configparser
 import json
-import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bootc_py.errors import BootcPyError, StoreError
-from bootc_py.image.ref import Transport, parse_imgref
-from bootc_py.run import run
-from bootc_py.store.importer import META_CONFIG, META_MANIFEST_DIGEST, META_VERSION
-from bootc_py.store.repo import OstreeRepo
+from bootc_py.store.sysroot import Deployment, Sysroot, current_of, image_reference
+from bootc_py.update import cached_update, yaml_out
+from bootc_py.update.cached_update import CachedUpdate
 
 API_VERSION = "org.containers.bootc/v1"
-_LINE = re.compile(r"^(?P<star>[* ]) (?P<stateroot>\S+) (?P<csum>[0-9a-f]{64})\.(?P<serial>\d+)"
-                   r"(?: \((?P<flags>[^)]*)\))?\s*$")
+
+
+class Format(StrEnum):
+    HUMAN = "humanreadable"
+    YAML = "yaml"
+    JSON = "json"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,11 @@ class DeploymentStatus:
     version: str | None
     timestamp: str | None
     architecture: str | None
+    cached_update: CachedUpdate | None = None
+    download_only: bool = False
 
     def image_spec(self) -> dict[str, Any] | None:
-        if not self.imgref:
-            return None
-        return image_reference(self.imgref)
+        return image_reference(self.imgref) if self.imgref else None
 
     def to_bootc(self) -> dict[str, Any]:
         image = None
@@ -53,22 +55,13 @@ class DeploymentStatus:
             image = {"image": spec, "version": self.version, "timestamp": self.timestamp,
                      "imageDigest": self.manifest_digest, "architecture": self.architecture}
         return {
-            "image": image, "cachedUpdate": None, "incompatible": False, "pinned": self.pinned,
+            "image": image,
+            "cachedUpdate": self.cached_update.to_bootc() if self.cached_update else None,
+            "incompatible": False, "pinned": self.pinned, "downloadOnly": self.download_only,
             "store": "ostreeContainer",
             "ostree": {"checksum": self.checksum, "deploySerial": self.serial,
                        "stateroot": self.stateroot},
         }
-
-
-def image_reference(imgref: str) -> dict[str, Any]:
-    """bootc's ImageReference: {"image": "quay.io/x:tag", "transport": "registry"}."""
-    ref = parse_imgref(imgref)
-    text = str(ref)
-    if ref.transport is Transport.REGISTRY:
-        image = text.removeprefix("docker://")
-    else:
-        image = text.removeprefix(f"{ref.transport.value}:")
-    return {"image": image, "transport": ref.transport.value}
 
 
 @dataclass(frozen=True)
@@ -90,9 +83,13 @@ class HostStatus:
         return next((d for d in self.deployments if not d.staged), None)
 
     @property
+    def current(self) -> DeploymentStatus | None:
+        """The booted deployment; offline, the default."""
+        return self.booted if self.is_booted else self.default
+
+    @property
     def rollback(self) -> DeploymentStatus | None:
-        """The non-staged deployment that is not the booted one (offline: not the default)."""
-        current = self.booted if self.is_booted else self.default
+        current = self.current
         return next((d for d in self.deployments
                      if not d.staged and current is not None and d is not current), None)
 
@@ -101,9 +98,12 @@ class HostStatus:
         booted, default = self.booted, self.default
         return booted is not None and default is not None and booted is not default
 
-    def to_bootc(self) -> dict[str, Any]:
-        spec_source = self.booted or self.default
+    def to_bootc(self, *, booted_only: bool = False) -> dict[str, Any]:
+        spec_source = self.current
         spec_image = spec_source.image_spec() if spec_source else None
+        current = self.booted if self.is_booted else self.default
+        staged = None if booted_only else self.staged
+        rollback = None if booted_only else self.rollback
         data: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "BootcHost",
@@ -111,9 +111,9 @@ class HostStatus:
             "spec": {"image": spec_image,
                      "bootOrder": "rollback" if self.rollback_queued else "default"},
             "status": {
-                "staged": self.staged.to_bootc() if self.staged else None,
-                "booted": self.booted.to_bootc() if self.booted else None,
-                "rollback": self.rollback.to_bootc() if self.rollback else None,
+                "staged": staged.to_bootc() if staged else None,
+                "booted": current.to_bootc() if current and self.is_booted else None,
+                "rollback": rollback.to_bootc() if rollback else None,
                 "rollbackQueued": self.rollback_queued,
                 "type": "bootcHost" if self.deployments else None,
             },
@@ -122,18 +122,28 @@ class HostStatus:
             # Offline (not booted from this sysroot): bootc has no words for it, so list the
             # deployments in boot order as an extension.
             data["status"]["deployments"] = [
-                {**d.to_bootc(), "default": d is self.default} for d in self.deployments]
+                {**d.to_bootc(), "default": d is self.default} for d in self.deployments
+                if not booted_only or d is self.default]
         return data
 
-    def render(self) -> str:
+    def render(self, fmt: Format = Format.HUMAN, *, verbose: bool = False,
+               booted_only: bool = False) -> str:
+        if fmt is Format.JSON:
+            return json.dumps(self.to_bootc(booted_only=booted_only), indent=2) + "\n"
+        if fmt is Format.YAML:
+            return yaml_out.dump(self.to_bootc(booted_only=booted_only))
+        return self.render_human(verbose=verbose, booted_only=booted_only)
+
+    def render_human(self, *, verbose: bool = False, booted_only: bool = False) -> str:
+        """Like bootc's: one block per staged / booted / rollback image."""
         if not self.deployments:
             return "No deployments.\n"
+        blocks = [("Staged image", self.staged, " "),
+                  ("Booted image" if self.is_booted else "Default image", self.current, "●"),
+                  ("Rollback image", self.rollback, " ")]
         lines: list[str] = []
-        for label, dep, marker in (("Staged image", self.staged, " "),
-                                   ("Booted image" if self.is_booted else "Default image",
-                                    self.booted if self.is_booted else self.default, "●"),
-                                   ("Rollback image", self.rollback, " ")):
-            if dep is None:
+        for label, dep, marker in blocks:
+            if dep is None or (booted_only and dep is not self.current):
                 continue
             lines.append(f"{marker} {label}: {dep.imgref or '(no image reference)'}")
             lines.append(f"        Digest: {dep.manifest_digest or '-'}")
@@ -141,81 +151,46 @@ class HostStatus:
             if dep.timestamp:
                 version += f" ({dep.timestamp})"
             lines.append(f"       Version: {version}")
-            lines.append(f"    Deployment: {dep.stateroot} {dep.checksum[:12]}.{dep.serial}"
-                         + ("  (pinned)" if dep.pinned else ""))
+            if dep.staged and dep.download_only:
+                lines.append("         State: downloaded only (upgrade --from-downloaded "
+                             "applies it)")
+            if verbose or dep.pinned:
+                lines.append(f"    Deployment: {dep.stateroot} {dep.checksum[:12]}.{dep.serial}"
+                             + ("  (pinned)" if dep.pinned else ""))
+            if dep.cached_update is not None:
+                update = dep.cached_update
+                lines.append(f"  Update found: {update.version or '-'} "
+                             f"({update.manifest_digest})")
             lines.append("")
-        if self.rollback_queued:
+        if self.rollback_queued and not booted_only:
             lines.append("Rollback is queued: the next boot starts the rollback image.")
         return "\n".join(lines).rstrip() + "\n"
 
 
-def _origin(path: Path) -> tuple[str | None, str | None]:
-    if not path.is_file():
-        return None, None
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(path.read_text())
-    except configparser.Error:
-        return None, None
-    imgref = parser.get("bootc-py", "imgref", fallback=None)
-    digest = parser.get("bootc-py", "manifest-digest", fallback=None)
-    if imgref is None:
-        ref = parser.get("origin", "container-image-reference", fallback=None)
-        if ref:
-            for prefix, transport in (("ostree-unverified-registry:", "docker://"),
-                                      ("ostree-unverified-image:", "")):
-                if ref.startswith(prefix):
-                    imgref = transport + ref[len(prefix):]
-    return imgref, digest
+def _status_of(sysroot: Sysroot, dep: Deployment, cached: CachedUpdate | None,
+               locked: bool) -> DeploymentStatus:
+    info = sysroot.commit_info(dep.checksum)
+    origin = dep.origin
+    digest = info.manifest_digest or (origin.manifest_digest if origin else None)
+    imgref = origin.imgref if origin else None
+    relevant = (cached if cached is not None and imgref == cached.imgref
+                and cached.manifest_digest != digest else None)
+    return DeploymentStatus(
+        index=dep.index, stateroot=dep.stateroot, checksum=dep.checksum, serial=dep.serial,
+        booted=dep.booted, staged=dep.staged, pinned=dep.pinned, imgref=imgref,
+        manifest_digest=digest, version=info.version, timestamp=info.created,
+        architecture=info.architecture, cached_update=relevant,
+        download_only=dep.staged and locked)
 
 
-def _commit_info(repo: OstreeRepo, checksum: str) -> tuple[str | None, str | None, str | None,
-                                                             str | None]:
-    """(manifest digest, version, created timestamp, architecture) from commit metadata."""
-    digest = repo.metadata(checksum, META_MANIFEST_DIGEST)
-    version = repo.metadata(checksum, META_VERSION)
-    created = arch = None
-    config_text = repo.metadata(checksum, META_CONFIG)
-    if config_text:
-        try:
-            config = json.loads(config_text)
-            created, arch = config.get("created"), config.get("architecture")
-        except ValueError:
-            pass
-    return digest, version, created, arch
-
-
-def read_status(sysroot: Path = Path("/")) -> HostStatus:
-    if not (sysroot / "ostree/repo").is_dir() and not (sysroot / "sysroot/ostree/repo").is_dir():
-        raise BootcPyError(f"{sysroot} is not an ostree sysroot (no ostree/repo)",
-                           "this host was not installed by bootc-py; use --sysroot for a "
-                           "mounted one")
-    res = run(["ostree", "admin", "status", f"--sysroot={sysroot}"], check=False, capture=True)
-    if res.returncode != 0:
-        raise StoreError(f"cannot read deployments: {res.stderr.strip()[-200:]}")
-    repo = OstreeRepo(sysroot / "ostree/repo")
-    is_booted = Path("/run/ostree-booted").exists() and sysroot == Path("/")
-    deployments: list[DeploymentStatus] = []
-    lines = res.stdout.splitlines()
-    for i, line in enumerate(lines):
-        match = _LINE.match(line)
-        if not match:
-            continue
-        flags = set((match.group("flags") or "").split(", "))
-        detail = []
-        for follow in lines[i + 1:]:
-            if _LINE.match(follow):
-                break
-            detail.append(follow.strip())
-        checksum, serial = match.group("csum"), int(match.group("serial"))
-        stateroot = match.group("stateroot")
-        imgref, origin_digest = _origin(
-            sysroot / "ostree/deploy" / stateroot / "deploy" / f"{checksum}.{serial}.origin")
-        digest, version, created, arch = _commit_info(repo, checksum)
-        deployments.append(DeploymentStatus(
-            index=len(deployments), stateroot=stateroot, checksum=checksum, serial=serial,
-            booted=match.group("star") == "*", staged="staged" in flags,
-            pinned=any(d.lower().startswith("pinned: yes") for d in detail),
-            imgref=imgref, manifest_digest=digest or origin_digest, version=version,
-            timestamp=created, architecture=arch))
-    return HostStatus(sysroot, tuple(deployments), is_booted)
+def read_status(root: Path = Path("/")) -> HostStatus:
+    sysroot = Sysroot(root)
+    deps = sysroot.deployments()
+    cached = cached_update.read(sysroot)
+    current = current_of(deps)
+    locked = sysroot.staged_locked()
+    statuses = tuple(
+        _status_of(sysroot, d, cached if current is not None and d.key == current.key else None,
+                   locked)
+        for d in deps)
+    return HostStatus(root, statuses, sysroot.is_booted)

@@ -1,0 +1,76 @@
+"""What ostree 2022.7's CLI cannot do, through libostree (PyGObject): list deployments with
+their flags, and write a new deployment order (set the default, roll back, drop a staged one).
+
+A standalone script, run by store/sysroot.py through run() with a python that has `gi`
+(Debian's python3 with python3-gi + gir1.2-ostree-1.0): the test venv has no `gi`, the booted
+host runs bootc-py on that very python, so one code path serves both. It imports nothing from
+bootc_py and prints one JSON document on stdout.
+
+    libostree_helper.py list SYSROOT
+    libostree_helper.py write-order SYSROOT CSUM.SERIAL...   (listed order; the rest removed)
+    libostree_helper.py pin SYSROOT CSUM.SERIAL true|false
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import gi
+
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, OSTree  # noqa: E402
+
+
+def _load(path: str) -> Any:
+    sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(path))
+    sysroot.load(None)
+    return sysroot
+
+
+def _key(dep: Any) -> str:
+    return f"{dep.get_csum()}.{dep.get_deployserial()}"
+
+
+def _describe(sysroot: Any) -> dict[str, Any]:
+    booted = sysroot.get_booted_deployment()
+    deps = []
+    for index, dep in enumerate(sysroot.get_deployments()):
+        deps.append({
+            "index": index, "stateroot": dep.get_osname(), "checksum": dep.get_csum(),
+            "serial": dep.get_deployserial(), "staged": bool(dep.is_staged()),
+            "pinned": bool(dep.is_pinned()),
+            "booted": booted is not None and bool(dep.equal(booted)),
+            "unlocked": OSTree.Deployment.unlocked_state_to_string(dep.get_unlocked()),
+        })
+    return {"booted": booted is not None, "deployments": deps}
+
+
+def _find(sysroot: Any, key: str) -> Any:
+    for dep in sysroot.get_deployments():
+        if _key(dep) == key:
+            return dep
+    raise SystemExit(f"no deployment {key}")
+
+
+def main(argv: list[str]) -> int:
+    verb, path, args = argv[0], argv[1], argv[2:]
+    sysroot = _load(path)
+    if verb == "write-order":
+        # A staged deployment left out of the list is dropped by libostree
+        # (it removes /run/ostree/staged-deployment).
+        wanted = [_find(sysroot, key) for key in args]
+        sysroot.write_deployments(wanted, None)
+        sysroot = _load(path)
+    elif verb == "pin":
+        sysroot.deployment_set_pinned(_find(sysroot, args[0]), args[1] == "true")
+        sysroot = _load(path)
+    elif verb != "list":
+        raise SystemExit(f"unknown verb {verb}")
+    json.dump(_describe(sysroot), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

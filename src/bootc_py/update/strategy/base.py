@@ -1,0 +1,39 @@
+"""What an update strategy is: the agent asks it when a staged update may reboot the host.
+
+A strategy is one small module (immediate.py, and the maintenance-window and FleetLock ones
+of the auto-heal work) that turns its `[strategy.<kind>]` table of the policy file into an
+object with two methods. The agent calls `report_steady()` when it starts (the host booted and
+is running: a FleetLock strategy releases its reboot slot here) and `may_reboot(now)` once an
+update is staged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+
+class StrategyKind(StrEnum):
+    """`[strategy] kind = ...` in the policy file."""
+
+    IMMEDIATE = "immediate"
+
+
+@dataclass(frozen=True)
+class RebootDecision:
+    """May the host reboot into its staged update now? If not, why, and when to ask again
+    (None: at the next run of the timer)."""
+
+    allowed: bool
+    reason: str
+    retry_after: timedelta | None = None
+
+
+class Strategy(Protocol):
+    def report_steady(self) -> None:
+        """The host is up and running its booted deployment (called at every agent start)."""
+
+    def may_reboot(self, now: datetime) -> RebootDecision:
+        """Whether the agent may reboot into a staged update at `now` (timezone-aware)."""

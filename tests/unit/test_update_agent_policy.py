@@ -1,0 +1,116 @@
+"""The automatic-update policy: defaults, the admin's overrides, one-line errors naming the
+file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootc_py.errors import ConfigError
+from bootc_py.update.policy import ApplyMode, PolicyConfig, load_policy
+from bootc_py.update.strategy import StrategyKind, make_strategy
+
+PACKAGED = Path(__file__).resolve().parents[2] / "src/bootc_py/data/updates.toml"
+
+
+def files(tmp_path: Path, defaults: str | None, admin: str | None) -> tuple[Path, Path]:
+    d, a = tmp_path / "usr-lib-updates.toml", tmp_path / "etc-updates.toml"
+    if defaults is not None:
+        d.write_text(defaults)
+    if admin is not None:
+        a.write_text(admin)
+    return d, a
+
+
+def test_no_files_means_reboot_immediately(tmp_path: Path) -> None:
+    policy = load_policy(*files(tmp_path, None, None))
+    assert policy == PolicyConfig()
+    assert (policy.enabled, policy.apply, policy.strategy) == (
+        True, ApplyMode.REBOOT, StrategyKind.IMMEDIATE)
+
+
+def test_packaged_defaults_are_the_built_in_ones(tmp_path: Path) -> None:
+    policy = load_policy(PACKAGED, tmp_path / "absent.toml")
+    assert (policy.enabled, policy.apply, policy.strategy) == (
+        True, ApplyMode.REBOOT, StrategyKind.IMMEDIATE)
+    assert policy.sources == (PACKAGED,)
+    make_strategy(policy)  # the packaged file is valid for its strategy too
+
+
+def test_admin_overrides_key_by_key(tmp_path: Path) -> None:
+    d, a = files(tmp_path, 'enabled = true\napply = "reboot"\n', 'apply = "stage"\n')
+    policy = load_policy(d, a)
+    assert policy.enabled is True
+    assert policy.apply is ApplyMode.STAGE
+    assert policy.sources == (d, a)
+    assert "apply=stage" in policy.describe()
+
+
+def test_admin_disables(tmp_path: Path) -> None:
+    assert load_policy(*files(tmp_path, None, "enabled = false\n")).enabled is False
+
+
+def test_strategy_sections_merge_per_key_and_remember_their_file(tmp_path: Path) -> None:
+    d, a = files(tmp_path, '[strategy.immediate]\nx = 1\ny = "a"\n',
+                 '[strategy.immediate]\ny = "b"\n')
+    section = load_policy(d, a).section("immediate")
+    assert dict(section.table) == {"x": 1, "y": "b"}
+    assert section.origins == {"x": d, "y": a}
+    assert section.value("x", int, 0) == 1
+    assert section.value("absent", str, "dflt") == "dflt"
+    with pytest.raises(ConfigError, match=rf"^{a}: strategy.immediate.y: must be an integer"):
+        section.value("y", int, 0)
+    with pytest.raises(ConfigError, match=r"strategy.immediate.x: unknown setting"):
+        section.refuse_unknown(["y"])
+
+
+def test_a_strategy_validates_its_own_section(tmp_path: Path) -> None:
+    d, a = files(tmp_path, None, '[strategy]\nkind = "immediate"\n[strategy.immediate]\n'
+                                 'window = "Mon"\n')
+    with pytest.raises(ConfigError) as err:
+        make_strategy(load_policy(d, a))
+    assert str(err.value) == (f"{a}: strategy.immediate.window: the immediate strategy takes "
+                              "no settings")
+
+
+def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    _, a = files(tmp_path, None, "[strategy.immediate]\nn = true\n")
+    with pytest.raises(ConfigError, match="must be an integer, got True"):
+        load_policy(tmp_path / "none", a).section("immediate").value("n", int, 0)
+
+
+@pytest.mark.parametrize(("admin", "message"), [
+    ('apply = "restart"\n', "{a}: apply: 'restart' is not one of reboot, stage"),
+    ('enabled = "yes"\n', "{a}: enabled: must be true or false, got 'yes'"),
+    ("enable = true\n", "{a}: enable: unknown setting (known: enabled, apply, strategy)"),
+    ('strategy = "immediate"\n', "{a}: strategy: must be a table ([strategy]), "
+                                 "got 'immediate'"),
+    ('[strategy]\nkind = "zincati"\n', "{a}: strategy.kind: 'zincati' is not one of "
+                                        "immediate"),
+    ('[strategy]\nwindow = 3\n', "{a}: strategy.window: unknown setting (only 'kind' and "
+                                  "[strategy.<kind>] tables go in [strategy])"),
+    ("[strategy.fleetlok]\nurl = 'x'\n", "{a}: strategy.fleetlok: unknown strategy "
+                                          "(known: immediate)"),
+    ("apply = \n", "{a}: not valid TOML: "),
+])
+def test_bad_values_name_the_file_and_the_key(tmp_path: Path, admin: str,
+                                              message: str) -> None:
+    d, a = files(tmp_path, 'apply = "reboot"\n', admin)
+    with pytest.raises(ConfigError) as err:
+        load_policy(d, a)
+    text = str(err.value)
+    assert text.startswith(message.format(a=a))
+    assert "\n" not in text
+    assert err.value.hint
+
+
+def test_a_bad_default_names_the_defaults_file(tmp_path: Path) -> None:
+    d, a = files(tmp_path, 'apply = "never"\n', "enabled = true\n")
+    with pytest.raises(ConfigError, match=rf"^{d}: apply:"):
+        load_policy(d, a)
+
+
+def test_the_admin_fixes_a_bad_default(tmp_path: Path) -> None:
+    d, a = files(tmp_path, 'apply = "never"\n', 'apply = "stage"\n')
+    assert load_policy(d, a).apply is ApplyMode.STAGE
