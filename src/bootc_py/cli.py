@@ -14,7 +14,7 @@ import click
 import typer
 
 from bootc_py import __version__, log
-from bootc_py.commands import agent, build, container, host, image, install, update
+from bootc_py.commands import agent, build, container, health, host, image, install, update
 from bootc_py.errors import BootcPyError
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("switch")(update.switch)
 app.command("rollback")(update.rollback)
 app.command("usr-overlay")(update.usr_overlay)
 app.command("update-agent", hidden=True)(agent.update_agent)
+host.internals.command("healthcheck")(health.healthcheck)
 app.add_typer(host.internals, name="internals")
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ def run(
     env: Mapping[str, str] | None = None,
     quiet: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
+    own_session: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program; raise CommandError on failure with the tail of its stderr.
 
@@ -85,7 +87,9 @@ def run(
     failure can say why, and is echoed at debug level. `quiet` keeps stdout off the terminal.
     stdin is /dev/null unless `input` is given (nothing may wait for a terminal, e.g. under
     systemd); captured output is produced with LC_ALL=C so parsing never meets a translation.
-    A program still running after `timeout` seconds is killed: TimeoutExpired.
+    A program still running after `timeout` seconds is killed: TimeoutExpired. With
+    `own_session` it runs in a session of its own and the whole session is killed, so a child
+    it left behind (a health-check script's `sleep &`) cannot hold its pipes open.
     """
     args = [os.fspath(a) for a in argv]
     exe = which(args[0])
@@ -98,17 +102,21 @@ def run(
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
-        proc = subprocess.run(
-            [exe, *args[1:]],
-            input=data,
-            stdin=subprocess.DEVNULL if data is None else None,
-            stdout=subprocess.PIPE if (capture or quiet) else None,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            check=False,
-            timeout=timeout,
-        )
+        if own_session:
+            proc = _run_session([exe, *args[1:]], data, capture or quiet, cwd, full_env,
+                                timeout)
+        else:
+            proc = subprocess.run(
+                [exe, *args[1:]],
+                input=data,
+                stdin=subprocess.DEVNULL if data is None else None,
+                stdout=subprocess.PIPE if (capture or quiet) else None,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=full_env,
+                check=False,
+                timeout=timeout,
+            )
     except subprocess.TimeoutExpired as exc:
         raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:g} s "
                              f"and was stopped: {shlex.join(args)[:200]}",
@@ -123,6 +131,21 @@ def run(
     if check and proc.returncode != 0:
         raise CommandError(args, proc.returncode, stderr[-STDERR_TAIL:])
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _run_session(argv: list[str], data: bytes | None, capture: bool,
+                 cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
+                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
+                          cwd=cwd, env=env, start_new_session=True) as child:
+        try:
+            out, err = child.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
 
 def output(

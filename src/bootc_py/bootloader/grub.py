@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bootc_py.bootloader import bootcount
 from bootc_py.bootloader.bls import BlsEntry
 from bootc_py.errors import BootloaderError
 from bootc_py.run import run, which
@@ -54,6 +55,9 @@ def render_grub_cfg(entries: Sequence[BlsEntry], boot_uuid: str, *, timeout: int
         f"search --no-floppy --fs-uuid --set=root {boot_uuid}",
         "",
     ]
+    counting = bootcount.grub_script(f"{path_prefix}/{bootcount.GRUBENV}", len(entries))
+    if counting:
+        lines += [*counting.splitlines(), ""]
     for entry in entries:
         lines.append(f"menuentry {_quote(entry.title)} --id {_quote(entry.filename)} {{")
         lines.append(f"    linux {path_prefix}{entry.linux} {entry.options}".rstrip())

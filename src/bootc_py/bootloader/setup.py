@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bootc_py.bootloader import grub, systemd_boot
+from bootc_py.bootloader import bootcount, grub, systemd_boot
 from bootc_py.bootloader.bls import read_entries
 from bootc_py.errors import BootloaderError
 from bootc_py.run import run
@@ -97,6 +97,11 @@ def _esp_writer(setup: BootloaderSetup, device: Path | None) -> systemd_boot.Esp
     return _open_esp(device)
 
 
+def esp_writer(setup: BootloaderSetup, device: Path | None = None) -> systemd_boot.EspWriter:
+    """The ESP writer for this host (its mount point when mounted)."""
+    return _esp_writer(setup, device)
+
+
 def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path | None,
             esp_device: Path | None) -> None:
     """Install the bootloaders of `setup`; `boot` is the mounted /boot filesystem."""
@@ -124,14 +129,23 @@ def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path 
 
 
 def update(boot: Path, *, setup: BootloaderSetup | None = None,
-           esp_device: Path | None = None) -> list[str]:
-    """Regenerate bootloader configuration from /boot's BLS entries; returns what was done."""
+           esp_device: Path | None = None, sysroot: Path = Path("/sysroot")) -> list[str]:
+    """Regenerate bootloader configuration from /boot's BLS entries; returns what was done.
+
+    A boot-count request the updater left (bootcount.request_tries) arms the default entry
+    once it is the requested deployment; `sysroot` resolves entries to deployments.
+    """
     setup = setup or load_setup(boot)
     if setup is None:
         log.info("no bootc-py bootloader record on %s; nothing to update", boot)
         return []
     entries = read_entries(boot)
     done: list[str] = []
+    request = bootcount.read_request(boot)
+    arm = bootcount.entry_to_arm(request, entries, sysroot)
+    tries = request.tries if request is not None and arm is not None else 0
+    if arm is not None and (setup.grub_bios or setup.grub_efi):
+        bootcount.arm_grub(boot, tries)
     if setup.grub_bios or setup.grub_efi:
         prefix = setup.grub_prefix.removesuffix("/grub")  # "" or "/boot"
         grub.write_grub_cfg(boot, grub.render_grub_cfg(entries, setup.boot_uuid,
@@ -139,6 +153,10 @@ def update(boot: Path, *, setup: BootloaderSetup | None = None,
                                                        path_prefix=prefix))
         done.append(f"grub.cfg ({len(entries)} entries)")
     if setup.systemd_boot:
-        systemd_boot.sync(_esp_writer(setup, esp_device), boot, entries, timeout=setup.timeout)
+        systemd_boot.sync(_esp_writer(setup, esp_device), boot, entries, timeout=setup.timeout,
+                          arm=arm, tries=tries)
         done.append(f"ESP ({len(entries)} entries)")
+    if arm is not None:
+        bootcount.clear_request(boot)
+        done.append(f"{arm.filename}: {tries} boot attempts")
     return done

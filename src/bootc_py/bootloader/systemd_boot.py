@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from bootc_py.bootloader import bootcount
 from bootc_py.bootloader.bls import BlsEntry
 from bootc_py.errors import BootloaderError
 
@@ -111,11 +112,13 @@ def _kernel_dirs(entries: Sequence[BlsEntry]) -> dict[str, list[str]]:
     return dirs
 
 
-def sync(esp: EspWriter, boot: Path, entries: Sequence[BlsEntry], *, timeout: int = 3) -> None:
+def sync(esp: EspWriter, boot: Path, entries: Sequence[BlsEntry], *, timeout: int = 3,
+         arm: BlsEntry | None = None, tries: int = 0) -> None:
     """Make the ESP's entries and kernels match /boot's.
 
     Order matters for a crash at any point: kernels are copied before the entries naming them,
-    and stale entries are removed before the kernels they named.
+    and stale entries are removed before the kernels they named. Boot counting: `arm` gets
+    `tries` (+N in its ESP name); entries keep the counters systemd-boot left on the ESP.
     """
     wanted = _kernel_dirs(entries)
     for directory in ("loader", "loader/entries", "ostree"):
@@ -131,9 +134,12 @@ def sync(esp: EspWriter, boot: Path, entries: Sequence[BlsEntry], *, timeout: in
         for name in names:
             if name not in have:  # names carry the content checksum: same name, same bytes
                 esp.copy(boot / directory / name, f"{directory}/{name}")
-    wanted_entries = {e.filename for e in entries}
+    present = {name: esp.read(f"loader/entries/{name}").decode(errors="replace")
+               for name in esp.listdir("loader/entries")}
+    esp_name = bootcount.esp_names(entries, present, arm, tries)
+    wanted_entries = set(esp_name.values())
     for entry in entries:
-        esp.write_text(f"loader/entries/{entry.filename}",
+        esp.write_text(f"loader/entries/{esp_name[entry.filename]}",
                        (boot / "loader/entries" / entry.filename).read_text())
     for name in esp.listdir("loader/entries"):
         if name not in wanted_entries:

@@ -1,0 +1,381 @@
+"""Health checks in greenboot's layout, so existing greenboot scripts work unchanged.
+
+    /usr/lib/greenboot/check/{required.d,wanted.d}/*.sh   from the image
+    /etc/greenboot/check/{required.d,wanted.d}/*.sh       the admin's (same name overrides /usr)
+    .../green.d/*.sh  or  .../red.d/*.sh                  run after the verdict
+    /etc/greenboot/greenboot.conf                         GREENBOOT_MAX_BOOT_ATTEMPTS (3),
+                                                          DISABLED_HEALTHCHECKS=("a.sh" ...)
+
+A failing required script makes the boot red; a failing wanted script only warns. Each script
+runs under bash (as greenboot does: no exec bit needed) with a time limit; a hang is a failure.
+A built-in required check (no systemd unit failed) is on by default; greenboot.conf's
+BOOTC_PY_CHECK_FAILED_UNITS=false turns it off. The verdict is recorded per deployment under
+/var/lib/bootc-py/health/ for `status`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from bootc_py.errors import BootcPyError, CommandError, ConfigError, TimeoutExpired
+from bootc_py.run import run
+
+log = logging.getLogger(__name__)
+
+USR_DIR = Path("usr/lib/greenboot/check")
+ETC_DIR = Path("etc/greenboot/check")
+CONF = Path("etc/greenboot/greenboot.conf")
+STATE_DIR = Path("var/lib/bootc-py/health")
+SCRIPT_TIMEOUT = 300.0
+BUILTIN_UNITS = "bootc-py:no-failed-units"
+OWN_UNIT = "bootc-py-healthcheck.service"
+
+
+class CheckKind(StrEnum):
+    REQUIRED = "required"
+    WANTED = "wanted"
+
+
+class Verdict(StrEnum):
+    GREEN = "green"
+    RED = "red"
+
+
+@dataclass(frozen=True)
+class GreenbootConf:
+    max_boot_attempts: int = 3
+    disabled: frozenset[str] = frozenset()
+    check_failed_units: bool = True
+    script_timeout: float = SCRIPT_TIMEOUT
+
+
+def parse_greenboot_conf(text: str, where: str = "/etc/greenboot/greenboot.conf"
+                         ) -> GreenbootConf:
+    """The shell-variable file greenboot reads; unknown variables are ignored, as there."""
+    values: dict[str, list[str]] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", line)
+        if not match:
+            raise ConfigError(f"{where} line {number}: not VAR=value: {line!r}",
+                              "greenboot.conf holds shell assignments such as "
+                              "GREENBOOT_MAX_BOOT_ATTEMPTS=3")
+        value = match.group(2).strip()
+        array = value.startswith("(") and ")" in value  # a bash array, maybe a comment after
+        try:
+            words = shlex.split(value[1:value.rindex(")")] if array else value, comments=True)
+        except ValueError as exc:
+            raise ConfigError(f"{where} line {number}: {exc}", "fix the quoting") from exc
+        values[match.group(1)] = words
+
+    def one(key: str) -> str | None:
+        got = values.get(key)
+        return " ".join(got) if got is not None else None
+
+    defaults = GreenbootConf()
+    attempts = one("GREENBOOT_MAX_BOOT_ATTEMPTS")
+    if attempts is not None and (not attempts.isdigit() or int(attempts) < 1):
+        raise ConfigError(f"{where}: GREENBOOT_MAX_BOOT_ATTEMPTS={attempts!r} is not a "
+                          "positive number", "e.g. GREENBOOT_MAX_BOOT_ATTEMPTS=3")
+    units = one("BOOTC_PY_CHECK_FAILED_UNITS")
+    if units is not None and units.lower() not in ("true", "false", "yes", "no", "1", "0"):
+        raise ConfigError(f"{where}: BOOTC_PY_CHECK_FAILED_UNITS={units!r} is not a boolean",
+                          "use true or false")
+    limit = one("BOOTC_PY_CHECK_TIMEOUT")
+    if limit is not None and (not limit.isdigit() or int(limit) < 1):
+        raise ConfigError(f"{where}: BOOTC_PY_CHECK_TIMEOUT={limit!r} is not a positive "
+                          "number of seconds", "e.g. BOOTC_PY_CHECK_TIMEOUT=300")
+    return GreenbootConf(
+        max_boot_attempts=int(attempts) if attempts else defaults.max_boot_attempts,
+        disabled=frozenset(values.get("DISABLED_HEALTHCHECKS", ())),
+        check_failed_units=(units.lower() in ("true", "yes", "1") if units is not None
+                            else defaults.check_failed_units),
+        script_timeout=float(limit) if limit else defaults.script_timeout,
+    )
+
+
+def read_greenboot_conf(root: Path = Path("/")) -> GreenbootConf:
+    path = root / CONF
+    return parse_greenboot_conf(path.read_text(), str(path)) if path.is_file() else \
+        GreenbootConf()
+
+
+def scripts(root: Path, stage: str) -> list[Path]:
+    """`*.sh` of a stage dir (required.d, wanted.d, green.d, red.d): /etc overrides /usr by
+    name; run in name order."""
+    found: dict[str, Path] = {}
+    for base in (root / USR_DIR / stage, root / ETC_DIR / stage):
+        if base.is_dir():
+            for path in base.iterdir():
+                if path.name.endswith(".sh") and path.is_file():
+                    found[path.name] = path
+    return [found[name] for name in sorted(found)]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    kind: CheckKind
+    ok: bool
+    detail: str  # "ok", "exit 1: <last stderr line>", "timed out after 300s"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    deployment: str  # ostree deployment checksum
+    verdict: Verdict
+    checked_at: str  # ISO 8601, UTC
+    results: tuple[CheckResult, ...] = field(default=())
+
+    @property
+    def failed_required(self) -> list[CheckResult]:
+        return [r for r in self.results if r.kind is CheckKind.REQUIRED and not r.ok]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if r.kind is CheckKind.WANTED and not r.ok]
+
+    def summary(self) -> str:
+        if self.verdict is Verdict.GREEN:
+            extra = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+            return f"green ({len(self.results)} checks{extra}) at {self.checked_at}"
+        names = ", ".join(r.name for r in self.failed_required)
+        return f"red (failed: {names}) at {self.checked_at}"
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> HealthVerdict:
+        raw_results = data.get("results")
+        results = tuple(
+            CheckResult(name=str(r["name"]), kind=CheckKind(r["kind"]), ok=bool(r["ok"]),
+                        detail=str(r["detail"]), seconds=float(r["seconds"]))
+            for r in (raw_results if isinstance(raw_results, list) else []))
+        return cls(deployment=str(data["deployment"]), verdict=Verdict(str(data["verdict"])),
+                   checked_at=str(data["checked_at"]), results=results)
+
+
+ScriptRunner = Callable[[Path, float], str | None]
+
+
+def run_script(path: Path, timeout: float) -> str | None:
+    """Run one greenboot script; None when it passed, else why it failed."""
+    try:
+        res = run(["bash", str(path)], check=False, capture=True, timeout=timeout,
+                  own_session=True)
+    except TimeoutExpired:
+        return f"timed out after {timeout:g}s"
+    except CommandError as exc:  # could not even start
+        return f"could not run: {exc.stderr.strip() or exc.message}"
+    for line in res.stdout.splitlines():
+        log.info("%s: %s", path.name, line)
+    if res.returncode == 0:
+        return None
+    tail = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+    return f"exit {res.returncode}" + (f": {tail}" if tail else "")
+
+
+def failed_units(timeout: float = 30.0) -> list[str]:
+    """Names of failed systemd units (systemctl --failed), except this check's own."""
+    res = run(["systemctl", "list-units", "--state=failed", "--no-legend", "--plain",
+               "--no-pager"], capture=True, timeout=timeout)
+    units = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+    return [u for u in units if u != OWN_UNIT]
+
+
+def run_checks(root: Path, conf: GreenbootConf, *, runner: ScriptRunner = run_script,
+               units: Callable[[], list[str]] = failed_units) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for kind in CheckKind:
+        for path in scripts(root, f"{kind.value}.d"):
+            if path.name in conf.disabled:
+                log.info("health check %s is disabled in greenboot.conf", path.name)
+                continue
+            start = time.monotonic()
+            why = runner(path, conf.script_timeout)
+            results.append(CheckResult(path.name, kind, why is None, why or "ok",
+                                       round(time.monotonic() - start, 3)))
+            level = logging.INFO if why is None else (
+                logging.ERROR if kind is CheckKind.REQUIRED else logging.WARNING)
+            log.log(level, "%s check %s: %s", kind.value, path.name, why or "ok")
+    if conf.check_failed_units and BUILTIN_UNITS not in conf.disabled:
+        start = time.monotonic()
+        try:
+            bad = units()
+            detail = ("failed units: " + ", ".join(bad)) if bad else "ok"
+        except BootcPyError as exc:
+            bad, detail = ["?"], f"could not list units: {exc.message}"
+        results.append(CheckResult(BUILTIN_UNITS, CheckKind.REQUIRED, not bad, detail,
+                                   round(time.monotonic() - start, 3)))
+    return results
+
+
+def decide(deployment: str, results: Sequence[CheckResult], now: datetime | None = None
+           ) -> HealthVerdict:
+    red = any(r.kind is CheckKind.REQUIRED and not r.ok for r in results)
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    return HealthVerdict(deployment, Verdict.RED if red else Verdict.GREEN, stamp,
+                         tuple(results))
+
+
+def run_followups(root: Path, verdict: HealthVerdict, conf: GreenbootConf,
+                  runner: ScriptRunner = run_script) -> list[str]:
+    """green.d or red.d; their failures are logged, never change the verdict."""
+    failures = []
+    stage = "green.d" if verdict.verdict is Verdict.GREEN else "red.d"
+    for path in scripts(root, stage):
+        if path.name in conf.disabled:
+            continue
+        why = runner(path, conf.script_timeout)
+        if why is not None:
+            log.warning("%s script %s failed: %s", stage, path.name, why)
+            failures.append(path.name)
+    return failures
+
+
+# -- recorded verdicts (read by `status`) -------------------------------------------------------
+
+def record_verdict(verdict: HealthVerdict, root: Path = Path("/")) -> Path:
+    """Atomically write <root>/var/lib/bootc-py/health/<checksum>.json."""
+    if not re.fullmatch(r"[0-9a-f]{64}", verdict.deployment):
+        raise BootcPyError(f"refusing to record a health verdict for {verdict.deployment!r}",
+                           "a deployment is named by its 64-hex ostree checksum")
+    directory = root / STATE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{verdict.deployment}.json"
+    fd, tmp = tempfile.mkstemp(prefix=".verdict.", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(verdict.to_json(), handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def read_verdict(checksum: str, root: Path = Path("/")) -> HealthVerdict | None:
+    """The last verdict recorded for a deployment, None if none (or unreadable: status must
+    still work on a host with a damaged record)."""
+    path = root / STATE_DIR / f"{checksum}.json"
+    try:
+        data = json.loads(path.read_text())
+        return HealthVerdict.from_json(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable health record %s: %s", path, exc)
+        return None
+
+
+def booted_deployment(root: Path = Path("/"), cmdline: str | None = None) -> str:
+    """The booted deployment's checksum, from the kernel's ostree= argument."""
+    arg = booted_ostree_arg(cmdline)
+    target = (root / arg.lstrip("/")).resolve()
+    checksum = target.name.split(".")[0]
+    if not re.fullmatch(r"[0-9a-f]{64}", checksum):
+        raise BootcPyError(f"cannot tell the booted deployment from ostree={arg} "
+                           f"(resolves to {target})", "is /ostree the booted sysroot's?")
+    return checksum
+
+
+# -- after the verdict: bless the boot, or reboot while tries remain ------------------------------
+
+@dataclass(frozen=True)
+class BootState:
+    """What the bootloader says about this boot (read before acting on a verdict)."""
+
+    counted: bool  # this boot is one of a new deployment's counted tries
+    fell_back: bool  # the tries ran out and the bootloader started the previous entry
+
+
+def boot_state(boot: Path, booted_ostree: str) -> BootState:
+    from bootc_py.bootloader import bootcount
+    from bootc_py.bootloader.setup import esp_writer, load_setup
+
+    setup = load_setup(boot)
+    if setup is None:
+        return BootState(False, False)
+    if setup.grub_bios or setup.grub_efi:
+        counter = bootcount.read_grubenv(boot).get("boot_counter")
+        return BootState(counter is not None and counter != "-1", counter == "-1")
+    if setup.systemd_boot:
+        esp = esp_writer(setup)
+        counted = bootcount.booted_counted_entry(esp, booted_ostree)
+        return BootState(counted is not None and not counted.bad,
+                         bootcount.has_bad_entry(esp) and counted is None)
+    return BootState(False, False)
+
+
+def bless(boot: Path, booted_ostree: str) -> str:
+    """Mark this boot good in the bootloader (greenboot-grub2-set-success /
+    systemd-bless-boot); returns what was done."""
+    from bootc_py.bootloader import bootcount
+    from bootc_py.bootloader.setup import esp_writer, load_setup
+
+    setup = load_setup(boot)
+    if setup is None:
+        return "no bootc-py bootloader record: nothing to mark"
+    if setup.grub_bios or setup.grub_efi:
+        bootcount.bless_grub(boot)
+        return "grubenv: boot_success=1, boot_counter unset"
+    if setup.systemd_boot:
+        name = bootcount.bless_esp(esp_writer(setup), booted_ostree)
+        return f"ESP entry renamed {name}" if name else "ESP entry was not counted"
+    return "nothing to mark"
+
+
+def booted_ostree_arg(cmdline: str | None = None) -> str:
+    text = cmdline if cmdline is not None else Path("/proc/cmdline").read_text()
+    match = re.search(r"(?:^|\s)ostree=(\S+)", text)
+    if not match:
+        raise BootcPyError("this system was not booted from an ostree deployment",
+                           "run the health check on a host installed by bootc-py")
+    return match.group(1)
+
+
+class BootUnhealthy(BootcPyError):
+    """A required health check failed: this boot is red."""
+
+
+@dataclass(frozen=True)
+class HealthRun:
+    verdict: HealthVerdict
+    record: Path
+    bootloader: str  # what was done in the bootloader
+    reboot: bool  # red, and a counted try: reboot so the bootloader counts the next one
+    followup_failures: tuple[str, ...] = ()
+
+
+def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
+                cmdline: str | None = None, runner: ScriptRunner = run_script,
+                units: Callable[[], list[str]] = failed_units) -> HealthRun:
+    """Run the checks of this boot, record the verdict, then bless the boot or ask for a
+    reboot (greenboot's redboot-auto-reboot: only while the bootloader counts tries)."""
+    conf = read_greenboot_conf(root)
+    ostree_arg = booted_ostree_arg(cmdline)
+    deployment = booted_deployment(root, cmdline)
+    verdict = decide(deployment, run_checks(root, conf, runner=runner, units=units))
+    record = record_verdict(verdict, root)
+    followups = tuple(run_followups(root, verdict, conf, runner))
+    if verdict.verdict is Verdict.GREEN:
+        return HealthRun(verdict, record, bless(boot, ostree_arg), False, followups)
+    state = boot_state(boot, ostree_arg)
+    what = ("a counted try of a new deployment: rebooting" if state.counted
+            else "not a counted try: no reboot")
+    return HealthRun(verdict, record, what, state.counted, followups)
