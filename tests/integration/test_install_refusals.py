@@ -145,3 +145,32 @@ def test_too_small_new_image_file_is_not_left_behind(synthetic: SyntheticImages,
     assert rc != 0
     assert "too small" in one_line_error(err)
     assert not disk.exists()
+
+
+def test_image_file_with_mounted_partition_is_refused_and_untouched(
+        synthetic: SyntheticImages, used_disk: Path, tmp_path: Path) -> None:
+    """An install killed earlier leaves its file attached and mounted: reformatting it through a
+    second loop device would corrupt it under the live mount."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        before = digest(used_disk)
+        rc, err = install(synthetic, "--wipe", "--via-loopback", str(used_disk))
+        assert rc != 0
+        assert one_line_error(err) == (
+            f"error: {used_disk} is in use: {loop.partition(1)} (attached to it) is mounted "
+            f"at {mnt}")
+        assert f"losetup --detach {loop.path}" in err
+        assert (mnt / "lost+found").is_dir()  # the live filesystem is intact
+        assert digest(used_disk) == before
+
+
+def test_image_file_attached_to_a_loop_device_is_refused(synthetic: SyntheticImages,
+                                                         used_disk: Path) -> None:
+    with LoopDevice(used_disk) as loop:
+        before = digest(used_disk)
+        rc, err = install(synthetic, "--wipe", "--via-loopback", str(used_disk))
+        assert rc != 0
+        assert one_line_error(err) == (
+            f"error: {used_disk} is already attached to the loop device {loop.path}")
+        assert digest(used_disk) == before

@@ -18,7 +18,7 @@ from pathlib import Path
 from bootc_py import log as steplog
 from bootc_py.disk import apply as disk_apply
 from bootc_py.disk import checks, discover
-from bootc_py.disk.loop import LoopDevice, create_sparse
+from bootc_py.disk.loop import LoopDevice, create_sparse, loops_of
 from bootc_py.disk.mount import Mount
 from bootc_py.disk.plan import PartitionPlan, Role, min_disk_size, plan_disk
 from bootc_py.errors import DiskError, UsageError
@@ -52,20 +52,21 @@ def _plan_partitions(prepared: PreparedImage, device_size: int, sector_size: int
 
 def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
                     dry_run: bool = False) -> DiskInstall:
+    if via_loopback and device.exists():
+        if not device.is_file():
+            raise UsageError(f"{device} is not a regular file",
+                             "--via-loopback installs into a disk image file")
+        checks.check_image_file_free(device, [discover.disk_info(d) for d in loops_of(device)])
     prepared = prepare(opts)
     size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
     created = False
-    if via_loopback:
-        if device.exists() and not device.is_file():
-            raise UsageError(f"{device} is not a regular file",
-                             "--via-loopback installs into a disk image file")
-        if not device.exists():
-            if dry_run:
-                parts = _plan_partitions(prepared, size, 512, opts)
-                return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
-            create_sparse(device, size)
-            created = True
-            log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
+    if via_loopback and not device.exists():
+        if dry_run:
+            parts = _plan_partitions(prepared, size, 512, opts)
+            return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
+        create_sparse(device, size)
+        created = True
+        log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
     try:
         with ExitStack() as stack:
             block = stack.enter_context(LoopDevice(device)).path if via_loopback else device
