@@ -13,7 +13,7 @@ import sys
 import click
 import typer
 
-from bootc_py import __version__, log
+from bootc_py import __version__, log, signals
 from bootc_py.commands import build, container, host, image, install
 from bootc_py.errors import BootcPyError
 
@@ -57,6 +57,7 @@ def _global(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every BootcPyError becomes `error: <message>` and a non-zero exit."""
+    signals.install()
     try:
         result = app(args=argv, standalone_mode=False)
     except BootcPyError as exc:
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except signals.Terminated as exc:
+        print(f"error: terminated by {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(141)
     # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.

@@ -48,6 +48,7 @@ PACKAGE_OF: dict[str, str] = {
 }
 
 STDERR_TAIL = 4000
+STOP_GRACE = 5.0  # seconds a child gets to exit after SIGTERM before SIGKILL
 
 
 def which(tool: str) -> str:
@@ -90,24 +91,41 @@ def run(
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
-        proc = subprocess.run(
+        with subprocess.Popen(
             [exe, *args[1:]],
-            input=data,
+            stdin=subprocess.PIPE if data is not None else None,
             stdout=subprocess.PIPE if (capture or quiet) else None,
             stderr=subprocess.PIPE,
             cwd=cwd,
             env=full_env,
-            check=False,
-        )
+        ) as proc:
+            try:
+                out, err = proc.communicate(data)
+            except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (signals.py): stop it, then unwind
+                _stop(proc)
+                raise
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
-    stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
-    stderr = proc.stderr.decode(errors="replace") if proc.stderr is not None else ""
+    stdout = out.decode(errors="replace") if out is not None else ""
+    stderr = err.decode(errors="replace") if err is not None else ""
     if stderr.strip():
         log.debug("%s stderr: %s", Path(args[0]).name, stderr.strip()[-STDERR_TAIL:])
     if check and proc.returncode != 0:
         raise CommandError(args, proc.returncode, stderr[-STDERR_TAIL:])
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a child to stop (SIGTERM, so it can clean up), kill it if it will not, and reap it:
+    no child outlives the cleanup that follows, none is left defunct."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def output(
