@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synthetic import SyntheticImages, run_cli
+from synthetic import SyntheticImages, base_tree, build_image, run_cli
 
+from bootc_py.bootloader import grub
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount
+from bootc_py.errors import BootloaderError
+from testlib import require_tool
 
 
 def digest(path: Path) -> str:
@@ -174,3 +177,52 @@ def test_image_file_attached_to_a_loop_device_is_refused(synthetic: SyntheticIma
         assert one_line_error(err) == (
             f"error: {used_disk} is already attached to the loop device {loop.path}")
         assert digest(used_disk) == before
+
+
+@pytest.mark.parametrize(("karg", "reason"), [
+    ('console="ttyS0', "unbalanced quote"),
+    ("quiet\nsplash", "it contains a newline"),
+    ("root=/dev/sdb2", "a second root= is not allowed"),
+    ("ro", "read-write"),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_karg_is_refused_before_the_pull_and_any_write(
+        synthetic: SyntheticImages, loop_disk: Path, tmp_path: Path, karg: str, reason: str,
+        dry_run: bool) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--wipe", *(["--dry-run"] if dry_run else []),
+                  "--karg", karg, "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), str(loop_disk))
+    assert res.returncode == 2
+    line = one_line_error(res.stderr)
+    assert line.startswith(f"error: kernel argument {karg!r} from --karg: ")
+    assert reason in line
+    assert not any(cache.rglob("sha256*")), "the image was pulled before the kargs were checked"
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2  # still blank
+
+
+def test_bad_karg_in_the_image_kargs_d_is_refused_before_writing(
+        tmp_path: Path, loop_disk: Path) -> None:
+    def bad_kargs_d(root: Path) -> None:
+        base_tree(root)
+        (root / "usr/lib/bootc/kargs.d/10-syn.toml").write_text('kargs = ["a=\\"b"]\n')
+
+    ref = build_image(tmp_path / "oci", "badkargs", [bad_kargs_d], work=tmp_path / "build")
+    res = run_cli("install", "to-disk", "--wipe", "--source-imgref", ref,
+                  "--cache-dir", str(tmp_path / "cache"), str(loop_disk))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr) == (
+        f"error: kernel argument 'a=\"b' from {ref}'s /usr/lib/bootc/kargs.d/*.toml: it has "
+        "an unbalanced quote (grub.cfg would not parse)")
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2
+
+
+def test_a_grub_cfg_that_does_not_parse_is_not_written(tmp_path: Path) -> None:
+    require_tool("grub-script-check")
+    good = grub.write_grub_cfg(tmp_path, "set timeout=3\nmenuentry 'a' {\n  linux /k rw\n}\n")
+    with pytest.raises(BootloaderError, match="does not parse"):
+        grub.write_grub_cfg(tmp_path, "menuentry 'a' {\n  linux /k a=\"b\n}\n")
+    assert good.read_text().startswith("set timeout=3")  # the old one stays
+    assert [p.name for p in good.parent.iterdir()] == ["grub.cfg"]
