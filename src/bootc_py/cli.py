@@ -7,8 +7,10 @@ and a one-line message.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+from pathlib import Path
 
 import click
 import typer
@@ -16,6 +18,7 @@ import typer
 from bootc_py import __version__, log, signals
 from bootc_py.commands import build, container, host, image, install
 from bootc_py.errors import BootcPyError
+from bootc_py.nospace import mountpoint_of
 
 app = typer.Typer(
     name="bootc-py",
@@ -82,6 +85,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = (f" the filesystem at {mountpoint_of(Path(exc.filename))} (writing "
+                 f"{exc.filename})" if exc.filename else " device")
+        print(f"error: no space left on{where}", file=sys.stderr)
+        sys.exit(1)
     # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.
     if isinstance(result, int) and result != 0:
         sys.exit(result)

@@ -16,6 +16,7 @@ to be fetched again).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 from bootc_py.errors import DigestMismatchError, ImageError
 from bootc_py.image import digest as dg
+from bootc_py.nospace import no_space
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,17 @@ class BlobWriter:
                 "descriptor says; the download was deleted")
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            n = self._file.write(view)
-            view = view[n or 0:]
+        try:
+            while view:
+                n = self._file.write(view)
+                view = view[n or 0:]
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # Not kept for resuming: a .partial that cannot grow would fill the disk for good.
+            self.discard()
+            raise no_space(self.cache.root, self.size,
+                           f"the {self.what} {dg.short(self.digest)}") from exc
         self.offset += len(data)
 
     def restart(self) -> None:
