@@ -63,10 +63,65 @@ def install(synthetic: SyntheticImages, *args: str, tag: str = "v1") -> tuple[in
     return res.returncode, res.stderr
 
 
-def test_missing_device(synthetic: SyntheticImages, tmp_path: Path) -> None:
-    rc, err = install(synthetic, str(tmp_path / "nope"))
-    assert rc != 0
-    assert "does not exist" in one_line_error(err) or "not found" in one_line_error(err)
+def _pulled(cache: Path) -> list[Path]:
+    return list(cache.rglob("sha256*"))
+
+
+def test_missing_device_is_refused_before_the_pull(synthetic: SyntheticImages,
+                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), str(tmp_path / "nope"))
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == f"error: {tmp_path / 'nope'} does not exist"
+    assert not _pulled(cache), "a mistyped device cost a whole pull"
+
+
+def test_mounted_device_is_refused_before_the_pull(synthetic: SyntheticImages, used_disk: Path,
+                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        res = run_cli("install", "to-disk", "--wipe", "--source-imgref", synthetic.ref("v1"),
+                      "--cache-dir", str(cache), str(loop.path))
+        assert res.returncode != 0
+        assert "is mounted at" in one_line_error(res.stderr)
+    assert not _pulled(cache)
+
+
+def test_bad_target_imgref_is_refused_before_the_pull(synthetic: SyntheticImages,
+                                                      loop_disk: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--wipe", "--target-imgref", "oci:", "--source-imgref",
+                  synthetic.ref("v1"), "--cache-dir", str(cache), str(loop_disk))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr).startswith("error: invalid image reference 'oci:'")
+    assert not _pulled(cache)
+
+
+def test_disk_size_on_an_existing_file_is_an_error(synthetic: SyntheticImages,
+                                                   used_disk: Path) -> None:
+    before = digest(used_disk)
+    rc, err = install(synthetic, "--wipe", "--via-loopback", "--disk-size", "8G", str(used_disk))
+    assert rc == 2
+    assert one_line_error(err) == (
+        f"error: --disk-size: {used_disk} exists already; its size is used")
+    assert used_disk.stat().st_size == 5 << 30
+    assert digest(used_disk) == before
+
+
+def test_no_room_for_a_new_image_file_is_refused_before_creating_it(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    with Mount("tmpfs", small, fstype="tmpfs", options=("size=4m",)):
+        rc, err = install(synthetic, "--via-loopback", str(small / "disk.raw"))
+        assert rc != 0
+        line = one_line_error(err)
+        assert line.startswith(f"error: no space left on the filesystem at {small}: the disk "
+                               "image disk.raw needs "), line
+        assert not (small / "disk.raw").exists()
 
 
 def test_used_disk_without_wipe_is_refused_and_untouched(synthetic: SyntheticImages,
