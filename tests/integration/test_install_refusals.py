@@ -281,3 +281,22 @@ def test_a_grub_cfg_that_does_not_parse_is_not_written(tmp_path: Path) -> None:
         grub.write_grub_cfg(tmp_path, "menuentry 'a' {\n  linux /k a=\"b\n}\n")
     assert good.read_text().startswith("set timeout=3")  # the old one stays
     assert [p.name for p in good.parent.iterdir()] == ["grub.cfg"]
+
+
+@pytest.mark.parametrize("option", ["--filesystem", "--rootfs"])
+def test_install_accepts_rootfs_and_filesystem(synthetic: SyntheticImages, loop_disk: Path,
+                                               option: str) -> None:
+    res = run_cli("install", "to-disk", "--dry-run", "--wipe", option, "btrfs",
+                  "--source-imgref", synthetic.ref("v1"), "--cache-dir", str(synthetic.cache),
+                  str(loop_disk))
+    assert res.returncode == 0, res.stderr
+    assert "Root fs:      btrfs" in res.stdout
+
+
+@pytest.mark.parametrize("option", ["--filesystem", "--rootfs"])
+def test_build_accepts_rootfs_and_filesystem(synthetic: SyntheticImages, tmp_path: Path,
+                                             option: str) -> None:
+    res = run_cli("build", "--output", str(tmp_path / "out"), option, "zfs",
+                  "--cache-dir", str(synthetic.cache), synthetic.ref("v1"))
+    assert res.returncode == 2
+    assert "unknown filesystem 'zfs'" in one_line_error(res.stderr)

@@ -87,7 +87,7 @@ def to_disk(
     device: Path = typer.Argument(..., help="The whole disk (/dev/sda), or with --via-loopback "
                                   "a disk image file (created if missing)."),
     wipe: bool = typer.Option(False, "--wipe", help="Erase existing partitions and filesystems."),
-    filesystem: str = typer.Option(None, "--filesystem", metavar="xfs|ext4|btrfs",
+    filesystem: str = typer.Option(None, "--filesystem", "--rootfs", metavar="xfs|ext4|btrfs",
                                    help="Root filesystem (default: the image's install config, "
                                    "else xfs)."),
     root_size: str = typer.Option(None, "--root-size", metavar="SIZE",
