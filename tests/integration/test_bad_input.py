@@ -78,3 +78,18 @@ def test_full_cache_filesystem_is_one_line_and_keeps_no_partial(synthetic: Synth
         partials = list(cache.rglob("*.partial"))
         assert not partials, "a .partial that can never complete was kept"
         assert os.statvfs(cache).f_bfree > 0
+
+
+def test_oci_on_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), "oci:/etc/passwd")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == (
+        "error: /etc/passwd is a file, not an OCI layout directory")
+    assert "hint: for an OCI archive (a tar) use oci-archive:/etc/passwd" in res.stderr
+
+
+def test_oci_archive_on_a_directory_says_it_is_a_directory(tmp_path: Path) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), f"oci-archive:{tmp_path}")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == (
+        f"error: {tmp_path} is a directory, not an OCI archive")
