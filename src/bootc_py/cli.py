@@ -7,15 +7,18 @@ and a one-line message.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+from pathlib import Path
 
 import click
 import typer
 
-from bootc_py import __version__, log
+from bootc_py import __version__, log, signals
 from bootc_py.commands import agent, build, container, health, host, image, install, update
 from bootc_py.errors import BootcPyError
+from bootc_py.nospace import mountpoint_of
 
 app = typer.Typer(
     name="bootc-py",
@@ -63,6 +66,7 @@ def _global(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every BootcPyError becomes `error: <message>` and a non-zero exit."""
+    signals.install()
     try:
         result = app(args=argv, standalone_mode=False)
     except BootcPyError as exc:
@@ -82,8 +86,18 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except signals.Terminated as exc:
+        print(f"error: terminated by {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = (f" the filesystem at {mountpoint_of(Path(exc.filename))} (writing "
+                 f"{exc.filename})" if exc.filename else " device")
+        print(f"error: no space left on{where}", file=sys.stderr)
+        sys.exit(1)
     # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.
     if isinstance(result, int) and result != 0:
         sys.exit(result)

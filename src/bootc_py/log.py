@@ -21,6 +21,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from bootc_py import __version__
+from bootc_py.errors import UsageError
 
 log = logging.getLogger("bootc_py")
 
@@ -63,8 +64,14 @@ def setup(verbose: int = 0, progress_fd: int | None = None, bars: bool | None = 
     root.propagate = False
     _reporter.bars = sys.stderr.isatty() if bars is None else bars
     if progress_fd is not None:
-        _reporter.progress = os.fdopen(progress_fd, "w", buffering=1, closefd=False)
-        _reporter.emit({"type": "Start", "version": __version__, "apiVersion": API_VERSION})
+        try:  # a closed or read-only descriptor fails here, not mid-install
+            _reporter.progress = os.fdopen(progress_fd, "w", buffering=1, closefd=False)
+            _reporter.emit({"type": "Start", "version": __version__, "apiVersion": API_VERSION})
+        except OSError as exc:
+            _reporter.progress = None
+            raise UsageError(f"--progress-fd {progress_fd}: {exc.strerror}",
+                             "open that descriptor for writing, e.g. "
+                             f"'{progress_fd}>progress.json'") from None
 
 
 def emit(event: dict[str, Any]) -> None:

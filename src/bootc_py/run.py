@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -51,6 +52,7 @@ PACKAGE_OF: dict[str, str] = {
 STDERR_TAIL = 4000
 # No program bootc-py runs should take longer; callers that can, pass their own timeout.
 DEFAULT_TIMEOUT = 3600.0
+STOP_GRACE = 5.0  # seconds a child gets to exit after SIGTERM before SIGKILL
 
 
 def which(tool: str) -> str:
@@ -102,30 +104,30 @@ def run(
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
     try:
-        if own_session:
-            proc = _run_session([exe, *args[1:]], data, capture or quiet, cwd, full_env,
-                                timeout)
-        else:
-            proc = subprocess.run(
-                [exe, *args[1:]],
-                input=data,
-                stdin=subprocess.DEVNULL if data is None else None,
-                stdout=subprocess.PIPE if (capture or quiet) else None,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=full_env,
-                check=False,
-                timeout=timeout,
-            )
-    except subprocess.TimeoutExpired as exc:
-        raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:g} s "
-                             f"and was stopped: {shlex.join(args)[:200]}",
-                             "retry; if it keeps happening, look for a hung device or "
-                             "network") from exc
+        with subprocess.Popen(
+            [exe, *args[1:]],
+            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if (capture or quiet) else None,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=own_session,
+        ) as proc:
+            try:
+                out, err = proc.communicate(data, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                _stop(proc, own_session, grace=0)
+                raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:g} s "
+                                     f"and was stopped: {shlex.join(args)[:200]}",
+                                     "retry; if it keeps happening, look for a hung device or "
+                                     "network") from exc
+            except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (signals.py): stop it, then unwind
+                _stop(proc, own_session)
+                raise
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
-    stdout = proc.stdout.decode(errors="replace") if proc.stdout is not None else ""
-    stderr = proc.stderr.decode(errors="replace") if proc.stderr is not None else ""
+    stdout = out.decode(errors="replace") if out is not None else ""
+    stderr = err.decode(errors="replace") if err is not None else ""
     if stderr.strip():
         log.debug("%s stderr: %s", Path(args[0]).name, stderr.strip()[-STDERR_TAIL:])
     if check and proc.returncode != 0:
@@ -133,19 +135,28 @@ def run(
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
-def _run_session(argv: list[str], data: bytes | None, capture: bool,
-                 cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
-                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
-    with subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
-                          cwd=cwd, env=env, start_new_session=True) as child:
+def _stop(proc: subprocess.Popen[bytes], session: bool, grace: float = STOP_GRACE) -> None:
+    """Ask a child to stop (SIGTERM, so it can clean up), kill it if it will not, and reap it:
+    no child outlives the cleanup that follows, none is left defunct. With `session` the whole
+    session goes (a health-check script's `sleep &` cannot keep the pipes open)."""
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if session:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+    if proc.poll() is not None and not session:
+        return
+    if grace > 0:
+        send(signal.SIGTERM)
         try:
-            out, err = child.communicate(data, timeout=timeout)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.communicate()
-            raise
-    return subprocess.CompletedProcess(argv, child.returncode, out, err)
+            pass
+    send(signal.SIGKILL)
+    with contextlib.suppress(BaseException):
+        proc.communicate(timeout=STOP_GRACE)
+    proc.wait()
 
 
 def output(

@@ -125,7 +125,8 @@ def test_sysroot_deployment_entry_origin(installed: Path) -> None:
         setup = json.loads((mnt / "boot/bootc-py/bootloader.json").read_text())
         assert setup["grub_bios"] and setup["grub_efi"] and not setup["systemd_boot"]
     # GRUB's boot code in the MBR, the EFI binary on the (never mounted) ESP.
-    assert b"GRUB" in installed.read_bytes()[:512]
+    with open(installed, "rb") as f:
+        assert b"GRUB" in f.read(512)
     with LoopDevice(installed) as loop:
         esp = Esp(loop.partition(2))
         assert esp.read("EFI/BOOT/BOOTX64.EFI")[:2] == b"MZ"

@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synthetic import SyntheticImages, run_cli
+from synthetic import SyntheticImages, base_tree, build_image, run_cli
 
+from bootc_py.bootloader import grub
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount
+from bootc_py.errors import BootloaderError
+from testlib import require_tool
 
 
 def digest(path: Path) -> str:
@@ -60,10 +63,65 @@ def install(synthetic: SyntheticImages, *args: str, tag: str = "v1") -> tuple[in
     return res.returncode, res.stderr
 
 
-def test_missing_device(synthetic: SyntheticImages, tmp_path: Path) -> None:
-    rc, err = install(synthetic, str(tmp_path / "nope"))
-    assert rc != 0
-    assert "does not exist" in one_line_error(err) or "not found" in one_line_error(err)
+def _pulled(cache: Path) -> list[Path]:
+    return list(cache.rglob("sha256*"))
+
+
+def test_missing_device_is_refused_before_the_pull(synthetic: SyntheticImages,
+                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), str(tmp_path / "nope"))
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == f"error: {tmp_path / 'nope'} does not exist"
+    assert not _pulled(cache), "a mistyped device cost a whole pull"
+
+
+def test_mounted_device_is_refused_before_the_pull(synthetic: SyntheticImages, used_disk: Path,
+                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        res = run_cli("install", "to-disk", "--wipe", "--source-imgref", synthetic.ref("v1"),
+                      "--cache-dir", str(cache), str(loop.path))
+        assert res.returncode != 0
+        assert "is mounted at" in one_line_error(res.stderr)
+    assert not _pulled(cache)
+
+
+def test_bad_target_imgref_is_refused_before_the_pull(synthetic: SyntheticImages,
+                                                      loop_disk: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--wipe", "--target-imgref", "oci:", "--source-imgref",
+                  synthetic.ref("v1"), "--cache-dir", str(cache), str(loop_disk))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr).startswith("error: invalid image reference 'oci:'")
+    assert not _pulled(cache)
+
+
+def test_disk_size_on_an_existing_file_is_an_error(synthetic: SyntheticImages,
+                                                   used_disk: Path) -> None:
+    before = digest(used_disk)
+    rc, err = install(synthetic, "--wipe", "--via-loopback", "--disk-size", "8G", str(used_disk))
+    assert rc == 2
+    assert one_line_error(err) == (
+        f"error: --disk-size: {used_disk} exists already; its size is used")
+    assert used_disk.stat().st_size == 5 << 30
+    assert digest(used_disk) == before
+
+
+def test_no_room_for_a_new_image_file_is_refused_before_creating_it(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    with Mount("tmpfs", small, fstype="tmpfs", options=("size=4m",)):
+        rc, err = install(synthetic, "--via-loopback", str(small / "disk.raw"))
+        assert rc != 0
+        line = one_line_error(err)
+        assert line.startswith(f"error: no space left on the filesystem at {small}: the disk "
+                               "image disk.raw needs "), line
+        assert not (small / "disk.raw").exists()
 
 
 def test_used_disk_without_wipe_is_refused_and_untouched(synthetic: SyntheticImages,
@@ -145,3 +203,100 @@ def test_too_small_new_image_file_is_not_left_behind(synthetic: SyntheticImages,
     assert rc != 0
     assert "too small" in one_line_error(err)
     assert not disk.exists()
+
+
+def test_image_file_with_mounted_partition_is_refused_and_untouched(
+        synthetic: SyntheticImages, used_disk: Path, tmp_path: Path) -> None:
+    """An install killed earlier leaves its file attached and mounted: reformatting it through a
+    second loop device would corrupt it under the live mount."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        before = digest(used_disk)
+        rc, err = install(synthetic, "--wipe", "--via-loopback", str(used_disk))
+        assert rc != 0
+        assert one_line_error(err) == (
+            f"error: {used_disk} is in use: {loop.partition(1)} (attached to it) is mounted "
+            f"at {mnt}")
+        assert f"losetup --detach {loop.path}" in err
+        assert (mnt / "lost+found").is_dir()  # the live filesystem is intact
+        assert digest(used_disk) == before
+
+
+def test_image_file_attached_to_a_loop_device_is_refused(synthetic: SyntheticImages,
+                                                         used_disk: Path) -> None:
+    with LoopDevice(used_disk) as loop:
+        before = digest(used_disk)
+        rc, err = install(synthetic, "--wipe", "--via-loopback", str(used_disk))
+        assert rc != 0
+        assert one_line_error(err) == (
+            f"error: {used_disk} is already attached to the loop device {loop.path}")
+        assert digest(used_disk) == before
+
+
+@pytest.mark.parametrize(("karg", "reason"), [
+    ('console="ttyS0', "unbalanced quote"),
+    ("quiet\nsplash", "it contains a newline"),
+    ("root=/dev/sdb2", "a second root= is not allowed"),
+    ("ro", "read-write"),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_karg_is_refused_before_the_pull_and_any_write(
+        synthetic: SyntheticImages, loop_disk: Path, tmp_path: Path, karg: str, reason: str,
+        dry_run: bool) -> None:
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--wipe", *(["--dry-run"] if dry_run else []),
+                  "--karg", karg, "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), str(loop_disk))
+    assert res.returncode == 2
+    line = one_line_error(res.stderr)
+    assert line.startswith(f"error: kernel argument {karg!r} from --karg: ")
+    assert reason in line
+    assert not any(cache.rglob("sha256*")), "the image was pulled before the kargs were checked"
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2  # still blank
+
+
+def test_bad_karg_in_the_image_kargs_d_is_refused_before_writing(
+        tmp_path: Path, loop_disk: Path) -> None:
+    def bad_kargs_d(root: Path) -> None:
+        base_tree(root)
+        (root / "usr/lib/bootc/kargs.d/10-syn.toml").write_text('kargs = ["a=\\"b"]\n')
+
+    ref = build_image(tmp_path / "oci", "badkargs", [bad_kargs_d], work=tmp_path / "build")
+    res = run_cli("install", "to-disk", "--wipe", "--source-imgref", ref,
+                  "--cache-dir", str(tmp_path / "cache"), str(loop_disk))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr) == (
+        f"error: kernel argument 'a=\"b' from {ref}'s /usr/lib/bootc/kargs.d/*.toml: it has "
+        "an unbalanced quote (grub.cfg would not parse)")
+    probe = subprocess.run(["blkid", "-p", str(loop_disk)], capture_output=True, text=True)
+    assert probe.returncode == 2
+
+
+def test_a_grub_cfg_that_does_not_parse_is_not_written(tmp_path: Path) -> None:
+    require_tool("grub-script-check")
+    good = grub.write_grub_cfg(tmp_path, "set timeout=3\nmenuentry 'a' {\n  linux /k rw\n}\n")
+    with pytest.raises(BootloaderError, match="does not parse"):
+        grub.write_grub_cfg(tmp_path, "menuentry 'a' {\n  linux /k a=\"b\n}\n")
+    assert good.read_text().startswith("set timeout=3")  # the old one stays
+    assert [p.name for p in good.parent.iterdir()] == ["grub.cfg"]
+
+
+@pytest.mark.parametrize("option", ["--filesystem", "--rootfs"])
+def test_install_accepts_rootfs_and_filesystem(synthetic: SyntheticImages, loop_disk: Path,
+                                               option: str) -> None:
+    res = run_cli("install", "to-disk", "--dry-run", "--wipe", option, "btrfs",
+                  "--source-imgref", synthetic.ref("v1"), "--cache-dir", str(synthetic.cache),
+                  str(loop_disk))
+    assert res.returncode == 0, res.stderr
+    assert "Root fs:      btrfs" in res.stdout
+
+
+@pytest.mark.parametrize("option", ["--filesystem", "--rootfs"])
+def test_build_accepts_rootfs_and_filesystem(synthetic: SyntheticImages, tmp_path: Path,
+                                             option: str) -> None:
+    res = run_cli("build", "--output", str(tmp_path / "out"), option, "zfs",
+                  "--cache-dir", str(synthetic.cache), synthetic.ref("v1"))
+    assert res.returncode == 2
+    assert "unknown filesystem 'zfs'" in one_line_error(res.stderr)

@@ -14,6 +14,8 @@ from bootc_py.disk.mount import Mount
 from registry_fixture import Registry
 from testlib import require_tool
 
+pytestmark = pytest.mark.registry  # a docker-registry on 127.0.0.1
+
 
 @pytest.fixture(scope="module")
 def registry(synthetic: SyntheticImages,

@@ -92,6 +92,9 @@ def test_root_wins_over_mounted() -> None:
     disk = snapshot("vda-running-root")
     assert disk.mounted_paths == ("/",)
     assert disk.holds_root
+    with pytest.raises(DiskError) as err:
+        check_target(disk, wipe=True, min_size=MIN)
+    assert err.value.message == "/dev/vda holds the running system's root filesystem"
 
 
 def test_read_only_and_no_medium() -> None:

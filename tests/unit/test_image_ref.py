@@ -87,3 +87,21 @@ def test_malformed_refs_name_the_accepted_forms(text: str, why: str) -> None:
     assert why in str(exc.value)
     assert exc.value.hint is not None and "docker://HOST/NAME" in exc.value.hint
     assert "oci:DIR[:TAG]" in exc.value.hint
+
+
+@pytest.mark.parametrize(("text", "prefix"), [
+    ("nosuchtransport:/some/dir", "nosuchtransport:"),
+    ("oci-achive:foo.tar", "oci-achive:"),
+    ("containers-storag:fedora", "containers-storag:"),
+])
+def test_mistyped_transport_names_the_transports(text: str, prefix: str) -> None:
+    with pytest.raises(ImageRefError) as err:
+        parse_imgref(text)
+    assert err.value.message == (
+        f"invalid image reference '{text}': unknown transport '{prefix}' (transports: "
+        "docker://, registry:, oci:, oci-archive:, containers-storage:, docker-archive:)")
+
+
+@pytest.mark.parametrize("text", ["fedora:40", "localhost:5000/x:1", "[::1]:5000/img"])
+def test_name_tag_and_host_port_are_not_taken_for_transports(text: str) -> None:
+    assert parse_imgref(text).transport.value == "registry"

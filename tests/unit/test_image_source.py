@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bootc_py.errors import DigestMismatchError, ImageError, NotFoundError, UnsupportedError
-from bootc_py.image.cache import BlobCache, BlobWriter, default_cache_dir
+from bootc_py.image.cache import BlobCache, default_cache_dir
 from bootc_py.image.ref import parse_imgref
-from bootc_py.image.source import Image, PullOptions, cached_image, pull, resolve
+from bootc_py.image.source import PullOptions, cached_image, pull, resolve
 from oci_builder import LayerBuilder, OciLayout, sha256
 
 L1 = LayerBuilder().dir("etc").file("etc/os-release", b"ID=test\n")
@@ -212,4 +212,3 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == Path("/var/lib/bootc-py/cache")
     monkeypatch.setenv("BOOTC_PY_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path and PullOptions().cache_dir == tmp_path
-    assert BlobWriter and Image  # the public names exist

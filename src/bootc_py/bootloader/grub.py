@@ -8,6 +8,7 @@ never from the host, so the installed system is self-consistent.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,7 +17,9 @@ from pathlib import Path
 from bootc_py.bootloader import bootcount
 from bootc_py.bootloader.bls import BlsEntry
 from bootc_py.errors import BootloaderError
-from bootc_py.run import run, which
+from bootc_py.run import have, run, which
+
+log = logging.getLogger(__name__)
 
 GRUB_CFG = "grub/grub.cfg"  # relative to the /boot filesystem
 
@@ -86,8 +89,22 @@ def write_grub_cfg(boot: Path, text: str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o644)
+    _syntax_check(Path(tmp))
     os.replace(tmp, path)
     return path
+
+
+def _syntax_check(cfg: Path) -> None:
+    """A grub.cfg GRUB cannot parse leaves the disk unbootable: refuse to install it."""
+    if not have("grub-script-check"):  # grub-common; may be absent on an installed host
+        log.debug("grub-script-check not installed: %s not checked", cfg)
+        return
+    res = run(["grub-script-check", str(cfg)], check=False, capture=True)
+    if res.returncode != 0:
+        cfg.unlink(missing_ok=True)
+        where = (res.stdout + res.stderr).strip().splitlines()[-1:] or ["syntax error"]
+        raise BootloaderError(f"the generated grub.cfg does not parse ({where[0]})",
+                              "check the kernel arguments (--karg, kargs.d)")
 
 
 def _modules_dir(image_root: Path, platform: str) -> Path:

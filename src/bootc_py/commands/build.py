@@ -26,7 +26,7 @@ def build(
     output: Path = typer.Option(Path("output"), "--output", "-o",
                                 help="Output directory (image/, qcow2/, vmdk/, vpc/, "
                                 "manifest.json)."),
-    rootfs: str = typer.Option(None, "--rootfs", metavar="xfs|ext4|btrfs",
+    rootfs: str = typer.Option(None, "--rootfs", "--filesystem", metavar="xfs|ext4|btrfs",
                                help="Root filesystem (default: the image's install config, "
                                "else xfs)."),
     disk_size: str = typer.Option(None, "--disk-size", metavar="SIZE",

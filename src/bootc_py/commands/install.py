@@ -34,18 +34,44 @@ GENERIC = typer.Option(False, "--generic-image", help="Boot under both BIOS and 
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the install plan and change nothing.")
 
 
+KEYS_MAX = 1 << 20  # an authorized_keys file is a few KiB; /dev/zero must not be read forever
+
+
+def _read_keys(keys: Path) -> str:
+    """The --root-ssh-authorized-keys text, or a one-line reason it cannot be."""
+    what = f"--root-ssh-authorized-keys: {keys}"
+    if keys.is_dir():
+        raise UsageError(f"{what} is a directory", "give the authorized_keys file itself")
+    if not keys.exists():
+        raise UsageError(f"{what} does not exist")
+    if not keys.is_file():
+        raise UsageError(f"{what} is not a regular file", "give an authorized_keys file")
+    try:
+        with open(keys, "rb") as f:
+            data = f.read(KEYS_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read it ({exc.strerror})") from None
+    if len(data) > KEYS_MAX:
+        raise UsageError(f"{what} is larger than 1 MiB: not an authorized_keys file")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} is not a text file (it holds binary data)",
+                         "give the public keys file (e.g. ~/.ssh/id_ed25519.pub), "
+                         "not a private key or an archive") from None
+    if "\0" in text:
+        raise UsageError(f"{what} is not a text file (it holds binary data)")
+    if not text.strip():
+        raise UsageError(f"{what} is empty")
+    return text
+
+
 def _options(*, source_imgref: str | None, target_imgref: str | None, stateroot: str,
              filesystem: str | None, root_size: str | None, bootloader: str,
              generic_image: bool, karg: list[str] | None, keys: Path | None, wipe: bool,
              disk_size: str | None, cache_dir: Path | None, tls_verify: str | None,
              authfile: Path | None) -> InstallOptions:
-    key_text = None
-    if keys is not None:
-        if not keys.is_file():
-            raise UsageError(f"--root-ssh-authorized-keys: {keys} does not exist")
-        key_text = keys.read_text()
-        if not key_text.strip():
-            raise UsageError(f"--root-ssh-authorized-keys: {keys} is empty")
+    key_text = None if keys is None else _read_keys(keys)
     return InstallOptions(
         pull=pull_options(cache_dir, tls_verify, authfile),
         source_imgref=source_imgref, target_imgref=target_imgref, stateroot=stateroot,
@@ -61,7 +87,7 @@ def to_disk(
     device: Path = typer.Argument(..., help="The whole disk (/dev/sda), or with --via-loopback "
                                   "a disk image file (created if missing)."),
     wipe: bool = typer.Option(False, "--wipe", help="Erase existing partitions and filesystems."),
-    filesystem: str = typer.Option(None, "--filesystem", metavar="xfs|ext4|btrfs",
+    filesystem: str = typer.Option(None, "--filesystem", "--rootfs", metavar="xfs|ext4|btrfs",
                                    help="Root filesystem (default: the image's install config, "
                                    "else xfs)."),
     root_size: str = typer.Option(None, "--root-size", metavar="SIZE",

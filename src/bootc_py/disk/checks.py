@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bootc_py.disk.model import DiskInfo, InUse, UseKind, human_size
@@ -54,6 +55,21 @@ def check_target(disk: DiskInfo, *, wipe: bool, min_size: int) -> None:
         raise DiskError(f"{path} is not empty: it has {describe_contents(disk)}; "
                         "use --wipe to erase it",
                         f"--wipe destroys everything on {path}")
+
+
+def check_image_file_free(file: Path, attached: Sequence[DiskInfo]) -> None:
+    """Refuse a disk image file that is attached to a loop device already (`losetup -j`):
+    writing it through a second one would reformat it under the first one's mounts."""
+    for info in attached:
+        if info.mounts:
+            m = info.mounts[0]
+            raise DiskError(f"{file} is in use: {m.device} (attached to it) is mounted at "
+                            f"{m.mountpoint}",
+                            f"unmount it and detach the loop device first: umount "
+                            f"{m.mountpoint}; losetup --detach {info.path}")
+    for info in attached:
+        raise DiskError(f"{file} is already attached to the loop device {info.path}",
+                        f"detach it first: losetup --detach {info.path}")
 
 
 def _busy(path: Path, use: InUse) -> tuple[str, str]:

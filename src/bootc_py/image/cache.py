@@ -6,7 +6,8 @@ Layout under the cache root:
     tmp/<algo>-<hex>.partial  a download in progress, kept after a network failure to resume
     locks/<algo>-<hex>.lock   per-blob flock: one writer per blob across processes
     images/<key>.json      which image (reference -> manifest digest) was pulled, for list/prune
-    cache.lock             shared by pulls, exclusive for prune
+    cache.lock             shared by pulls and by every process using a pulled image (until it
+                           exits), exclusive for prune
 
 A blob only appears under blobs/ by an atomic rename after its digest was verified, so a reader
 never sees partial content; pulls re-hash cached blobs so a corrupted one is noticed (and removed,
@@ -16,6 +17,7 @@ to be fetched again).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -25,16 +27,21 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bootc_py.errors import DigestMismatchError, ImageError
 from bootc_py.image import digest as dg
+from bootc_py.nospace import no_space
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("/var/lib/bootc-py/cache")
 ENV_CACHE_DIR = "BOOTC_PY_CACHE_DIR"
 _CHUNK = 1 << 20
+
+
+# Cache-wide shared locks this process holds until it exits (see BlobCache.hold).
+_HELD: dict[Path, IO[str]] = {}
 
 
 def default_cache_dir() -> Path:
@@ -114,9 +121,17 @@ class BlobWriter:
                 "descriptor says; the download was deleted")
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            n = self._file.write(view)
-            view = view[n or 0:]
+        try:
+            while view:
+                n = self._file.write(view)
+                view = view[n or 0:]
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # Not kept for resuming: a .partial that cannot grow would fill the disk for good.
+            self.discard()
+            raise no_space(self.cache.root, self.size,
+                           f"the {self.what} {dg.short(self.digest)}") from exc
         self.offset += len(data)
 
     def restart(self) -> None:
@@ -227,6 +242,27 @@ class BlobCache:
                 fcntl.flock(f, op)
             yield
 
+    def hold(self) -> None:
+        """Keep a shared lock on the cache until this process exits: an Image read from the
+        cache is used (unpacked, imported) long after the pull, and `image prune` must wait
+        rather than delete its blobs underneath it."""
+        key = self.root.resolve()
+        if key in _HELD:
+            return
+        self._ensure()
+        f = open(self.root / "cache.lock", "a")  # noqa: SIM115 (held for the process' life)
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for a prune of the cache %s", self.root)
+            fcntl.flock(f, fcntl.LOCK_SH)
+        _HELD[key] = f
+
+    def _release_hold(self) -> None:
+        f = _HELD.pop(self.root.resolve(), None)
+        if f is not None:
+            f.close()
+
     @contextlib.contextmanager
     def writer(self, digest: str, size: int | None, what: str = "blob"
                ) -> Iterator[BlobWriter | None]:
@@ -280,6 +316,7 @@ class BlobCache:
         """Remove blobs no recorded image needs (all of them with `everything`)."""
         if not self.root.is_dir():
             return PruneResult(0, 0, 0)
+        self._release_hold()  # our own readers are done if we prune
         with self.lock(exclusive=True):
             images = self.images()
             removed_images = 0

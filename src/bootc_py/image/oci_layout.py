@@ -105,6 +105,9 @@ class OciDir(Layout):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.label = str(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ImageError(f"{path} is a file, not an OCI layout directory",
+                             f"for an OCI archive (a tar) use oci-archive:{path}")
         if not self.path.is_dir():
             raise NotFoundError(f"OCI layout directory {path} does not exist")
         self._check()
@@ -128,6 +131,9 @@ class OciArchive(Layout):
 
     def __init__(self, path: Path) -> None:
         self.label = str(path)
+        if Path(path).is_dir():
+            raise ImageError(f"{path} is a directory, not an OCI archive",
+                             f"for an OCI layout directory use oci:{path}")
         if not Path(path).is_file():
             raise NotFoundError(f"OCI archive {path} does not exist")
         try:

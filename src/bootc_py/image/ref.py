@@ -199,4 +199,20 @@ def parse_imgref(text: str) -> ImageRef:
         return ImageRef(Transport.CONTAINERS_STORAGE, body)
     if sep and transport in _OTHER_TRANSPORTS:
         raise _fail(text, f"transport '{transport}:' is not supported")
+    if sep and _looks_like_transport(transport, body):
+        known = ", ".join(f"{t.value}:" for t in Transport)
+        raise ImageRefError(f"invalid image reference '{text}': unknown transport "
+                            f"'{transport}:' (transports: docker://, {known})",
+                            hint="a registry image without a transport is NAME[:TAG]")
     return _parse_registry(text, text)
+
+
+def _looks_like_transport(prefix: str, body: str) -> bool:
+    """'nosuch:/dir' or 'oci-achive:x.tar' is a mistyped transport, not NAME:TAG: a tag has
+    no '/', and a near miss of a transport's name is a typo."""
+    import difflib
+
+    if not prefix.replace("-", "").isalnum() or body.split("/", 1)[0].isdigit():
+        return False  # a registry host (with a port, maybe IPv6) or a path
+    names = [t.value for t in Transport] + sorted(_OTHER_TRANSPORTS)
+    return "/" in body or bool(difflib.get_close_matches(prefix, names, n=1, cutoff=0.75))

@@ -385,6 +385,7 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool,
            skip: Callable[[Layer], bool] | None = None) -> Image:
     cache = BlobCache(opts.cache_dir)
     label = str(ref)
+    cache.hold()  # the Image returned reads these blobs later; prune must wait for us
     with cache.lock(), _open_fetcher(ref, opts, cache) as fetcher:
         body, hint, expected = fetcher.root()
         digest = dg.of_bytes(body, dg.split(expected)[0] if expected else "sha256")
@@ -454,6 +455,8 @@ def cached_image(ref: ImageRef, cache_dir: Path) -> Image | None:
     """The image last pulled under `ref`, from the cache alone (no network), or None."""
     cache = BlobCache(cache_dir)
     rec = cache.lookup(str(ref))
+    if rec is not None:
+        cache.hold()
     if rec is None or not all(cache.has(b) for b in rec.blobs):
         return None
     what = f"cached manifest of {ref}"

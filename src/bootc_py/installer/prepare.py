@@ -19,6 +19,7 @@ from bootc_py.errors import LintError, UsageError
 from bootc_py.image.ref import Transport, parse_imgref
 from bootc_py.image.source import Image, pull
 from bootc_py.installer import config as install_config
+from bootc_py.installer import kargs as karg_check
 from bootc_py.installer.plan import InstallOptions, InstallPlan, choose_bootloaders
 from bootc_py.installer.preflight import ImageSummary, summarize
 from bootc_py.store.sysroot import Sysroot
@@ -90,6 +91,7 @@ def prepare(opts: InstallOptions) -> PreparedImage:
     running = None if opts.source_imgref else running_image()
     source = opts.source_imgref or (running.source if running else "")
     ref = parse_imgref(source)
+    karg_check.check(opts.kargs, "--karg")  # before the pull: it needs no image bytes
     image = pull(ref, opts.pull)  # a named, timed step of its own, with byte progress
     with steplog.step("preflight", "Checking the image before touching the target"):
         summary = summarize(image)
@@ -103,6 +105,8 @@ def prepare(opts: InstallOptions) -> PreparedImage:
         for warning in warnings:
             log.warning("%s", warning)
         cfg = install_config.load(summary.files)
+        karg_check.check(cfg.kargs, f"{ref}'s /{install_config.INSTALL_GLOB}")
+        karg_check.check(cfg.kargs_d, f"{ref}'s /{install_config.KARGS_GLOB}")
     filesystem = opts.filesystem or cfg.root_fs_type or "xfs"
     target = opts.target_imgref or (running.target if running else None) or str(ref)
     plan = InstallPlan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -18,13 +19,15 @@ from pathlib import Path
 from bootc_py import log as steplog
 from bootc_py.disk import apply as disk_apply
 from bootc_py.disk import checks, discover
-from bootc_py.disk.loop import LoopDevice, create_sparse
+from bootc_py.disk.loop import LoopDevice, create_sparse, loops_of
 from bootc_py.disk.mount import Mount
 from bootc_py.disk.plan import PartitionPlan, Role, min_disk_size, plan_disk
 from bootc_py.errors import DiskError, UsageError
+from bootc_py.image.ref import parse_imgref
 from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
 from bootc_py.installer.plan import InstallOptions, InstallPlan
 from bootc_py.installer.prepare import PreparedImage, prepare
+from bootc_py.nospace import mountpoint_of, no_space
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +53,46 @@ def _plan_partitions(prepared: PreparedImage, device_size: int, sector_size: int
                      bootloader=opts.bootloader, bios=True, uefi=True)
 
 
+def _check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool) -> None:
+    """Everything that needs no image bytes, so a mistyped /dev/sdx costs no download."""
+    if opts.target_imgref:
+        parse_imgref(opts.target_imgref)
+    if not via_loopback:
+        # Busy, partition, read-only, no medium; the size is checked again once it is known.
+        checks.check_target(discover.disk_info(device), wipe=True, min_size=0)
+        return
+    if device.exists():
+        if not device.is_file():
+            raise UsageError(f"{device} is not a regular file",
+                             "--via-loopback installs into a disk image file")
+        if opts.disk_size is not None:
+            raise UsageError(f"--disk-size: {device} exists already; its size is used",
+                             f"remove it to make a new one, or resize it: truncate -s SIZE "
+                             f"{device}")
+        checks.check_image_file_free(device, [discover.disk_info(d) for d in loops_of(device)])
+
+
+def _check_room_for(file: Path, unpacked_bytes: int) -> None:
+    """A sparse image file only takes what is written, but at least the OS tree is."""
+    parent = file.parent if file.parent.exists() else mountpoint_of(file)
+    if shutil.disk_usage(parent).free < unpacked_bytes:
+        raise no_space(file, unpacked_bytes, f"the disk image {file.name}")
+
+
 def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
                     dry_run: bool = False) -> DiskInstall:
+    _check_before_pull(device, opts, via_loopback=via_loopback)
     prepared = prepare(opts)
     size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
     created = False
-    if via_loopback:
-        if device.exists() and not device.is_file():
-            raise UsageError(f"{device} is not a regular file",
-                             "--via-loopback installs into a disk image file")
-        if not device.exists():
-            if dry_run:
-                parts = _plan_partitions(prepared, size, 512, opts)
-                return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
-            create_sparse(device, size)
-            created = True
-            log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
+    if via_loopback and not device.exists():
+        if dry_run:
+            parts = _plan_partitions(prepared, size, 512, opts)
+            return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
+        _check_room_for(device, prepared.summary.unpacked_bytes)
+        create_sparse(device, size)
+        created = True
+        log.info("created %s (%.1f GiB, sparse)", device, size / GiB)
     try:
         with ExitStack() as stack:
             block = stack.enter_context(LoopDevice(device)).path if via_loopback else device

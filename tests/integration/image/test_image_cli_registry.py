@@ -14,6 +14,8 @@ from bootc_py.run import output
 from fstree import diff, snapshot
 from registry_fixture import Registry, free_port
 
+pytestmark = pytest.mark.registry  # a docker-registry on 127.0.0.1
+
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:

@@ -30,6 +30,8 @@ from bootc_py.run import output
 from oci_builder import LayerBuilder, OciLayout
 from registry_fixture import DroppingProxy, Registry, free_port
 
+pytestmark = pytest.mark.registry  # a docker-registry on 127.0.0.1
+
 
 def _ref(reg: Registry, name: str) -> str:
     return f"docker://{reg.host}/{name}"

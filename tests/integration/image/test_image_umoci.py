@@ -17,6 +17,8 @@ from fstree import diff, snapshot
 from image_cases import REFUSED, TRAVERSAL
 from registry_fixture import Registry
 
+pytestmark = pytest.mark.registry  # a docker-registry on 127.0.0.1
+
 
 def _umoci(images: Images, tag: str, dest: Path) -> Path:
     require_tool("umoci")

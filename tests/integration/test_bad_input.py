@@ -1,0 +1,95 @@
+"""Bad input that used to end in a traceback: each is one line now, and nothing is kept that
+would fill a disk for good."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from synthetic import BOOTC_PY, SyntheticImages, run_cli
+
+from bootc_py.disk.mount import Mount
+
+
+def one_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+@pytest.fixture(params=["binary", "directory", "dev-zero"])
+def bad_keys(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
+    if request.param == "binary":
+        keys = tmp_path / "id_ed25519.tar"
+        keys.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary \x00\x80\x81")
+        return keys, "is not a text file (it holds binary data)"
+    if request.param == "directory":
+        return tmp_path, "is a directory"
+    return Path("/dev/zero"), "is not a regular file"
+
+
+@pytest.mark.parametrize("command", ["install", "build"])
+def test_bad_authorized_keys_file_is_one_line(synthetic: SyntheticImages, tmp_path: Path,
+                                              bad_keys: tuple[Path, str], command: str) -> None:
+    keys, reason = bad_keys
+    disk = tmp_path / "disk.raw"
+    if command == "install":
+        args = ["install", "to-disk", "--via-loopback", "--source-imgref", synthetic.ref("v1"),
+                str(disk)]
+    else:
+        args = ["build", "--output", str(tmp_path / "out"), synthetic.ref("v1")]
+    res = run_cli(*args, "--cache-dir", str(synthetic.cache),
+                  "--root-ssh-authorized-keys", str(keys))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr) == f"error: --root-ssh-authorized-keys: {keys} {reason}"
+    assert not disk.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["closed", "read-only"])
+def test_progress_fd_that_cannot_be_written_is_one_line(tmp_path: Path, how: str) -> None:
+    if how == "closed":
+        proc = subprocess.run([str(BOOTC_PY), "--progress-fd", "9", "image", "list",
+                               "--cache-dir", str(tmp_path)], capture_output=True, text=True)
+    else:
+        (tmp_path / "ro").write_text("")
+        with open(tmp_path / "ro") as f:
+            proc = subprocess.run([str(BOOTC_PY), "--progress-fd", str(f.fileno()), "image",
+                                   "list", "--cache-dir", str(tmp_path)],
+                                  capture_output=True, text=True, pass_fds=(f.fileno(),))
+    assert proc.returncode == 2
+    assert "Bad file descriptor" in one_line_error(proc.stderr)
+
+
+def test_full_cache_filesystem_is_one_line_and_keeps_no_partial(synthetic: SyntheticImages,
+                                                                tmp_path: Path) -> None:
+    """The image's GRUB-module layer (several MiB) does not fit a 2 MiB cache filesystem."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with Mount("tmpfs", cache, fstype="tmpfs", options=("size=2m",)):
+        res = run_cli("image", "pull", "--cache-dir", str(cache), synthetic.ref("v1"))
+        assert res.returncode != 0
+        line = one_line_error(res.stderr)
+        assert line.startswith(f"error: no space left on the filesystem at {cache}: the layer "
+                               "sha256:"), line
+        assert " needs " in line and " free" in line
+        partials = list(cache.rglob("*.partial"))
+        assert not partials, "a .partial that can never complete was kept"
+        assert os.statvfs(cache).f_bfree > 0
+
+
+def test_oci_on_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), "oci:/etc/passwd")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == (
+        "error: /etc/passwd is a file, not an OCI layout directory")
+    assert "hint: for an OCI archive (a tar) use oci-archive:/etc/passwd" in res.stderr
+
+
+def test_oci_archive_on_a_directory_says_it_is_a_directory(tmp_path: Path) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), f"oci-archive:{tmp_path}")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == (
+        f"error: {tmp_path} is a directory, not an OCI archive")

@@ -1,0 +1,32 @@
+"""Kernel arguments are checked before anything is written, with one-line reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootc_py.errors import UsageError
+from bootc_py.installer import kargs
+
+
+@pytest.mark.parametrize(("karg", "reason"), [
+    ('console="ttyS0', "unbalanced quote"),
+    ("it's", "unbalanced quote"),
+    ("quiet\nsplash", "newline"),
+    ("", "it is empty"),
+    ("  ", "it is empty"),
+    ("a\tb\x01", "control character"),
+    ("root=/dev/sda2", "a second root= is not allowed"),
+    ("ro", "read-write"),
+])
+def test_bad_kargs_are_refused(karg: str, reason: str) -> None:
+    with pytest.raises(UsageError) as err:
+        kargs.check(["quiet", karg], "--karg")
+    assert err.value.message.startswith(f"kernel argument {karg!r} from --karg: ")
+    assert reason in err.value.message
+    assert "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("karg", ['opt="a b"', "console=ttyS0,115200n8", "rootflags=x",
+                                  "rd.root=1", "systemd.unit=multi-user.target", "rw"])
+def test_good_kargs_pass(karg: str) -> None:
+    kargs.check([karg], "--karg")
