@@ -60,3 +60,31 @@ def test_bootloader_choice() -> None:
     assert choose_bootloaders("systemd", generic=True, efi_firmware=True).names == \
         ("grub-bios", "systemd-boot")
     assert choose_bootloaders("none", generic=True, efi_firmware=True).names == ()
+
+
+def test_bootloader_timeout_from_bootc_py_install_config() -> None:
+    base = {"usr/lib/bootc/install/00-base.toml": b'[install]\nkargs = ["quiet"]\n'}
+    assert load(base, arch="x86_64").menu_timeout == 3  # a real disk keeps a visible menu
+    assert "bootloader-timeout" not in json.loads(load(base, arch="x86_64").to_json())
+    files = {**base,
+             "usr/lib/bootc-py/install/10-a.toml": b"[install]\nbootloader-timeout = 5\n",
+             "usr/lib/bootc-py/install/50-fast.toml": b"[install]\nbootloader-timeout = 0\n"}
+    cfg = load(files, arch="x86_64")
+    assert cfg.menu_timeout == 0 and cfg.kargs == ("quiet",)
+    assert json.loads(cfg.to_json())["bootloader-timeout"] == 0
+
+
+@pytest.mark.parametrize("value", [b"-1", b"true", b'"0"', b"301", b"1.5"])
+def test_bad_bootloader_timeout_is_a_clear_error(value: bytes) -> None:
+    with pytest.raises(ConfigError, match="'bootloader-timeout' must be a whole number") as exc:
+        load({"usr/lib/bootc-py/install/50.toml": b"[install]\nbootloader-timeout = " + value},
+             arch="x86_64")
+    assert "/usr/lib/bootc-py/install/50.toml" in str(exc.value)
+
+
+def test_bootloader_timeout_in_bootcs_own_directory_is_refused() -> None:
+    # bootc itself rejects keys it does not know: the file would break a bootc install.
+    with pytest.raises(ConfigError, match="bootc refuses it here") as exc:
+        load({"usr/lib/bootc/install/50.toml": b"[install]\nbootloader-timeout = 0\n"},
+             arch="x86_64")
+    assert exc.value.hint == "move it to /usr/lib/bootc-py/install/NAME.toml"

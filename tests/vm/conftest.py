@@ -25,6 +25,17 @@ from vmharness.testing import require_root, require_tool
 
 SERIAL_LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 VM_TOOLS = ("qemu-system-x86_64", "qemu-img")
+HERE = Path(__file__).resolve().parent
+# pytest-timeout for a VM test without its own mark: room for an install and a few cold
+# boots (~1 min each, several times that when the machine is busy), not for a hang.
+VM_TEST_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents and \
+                item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(VM_TEST_TIMEOUT))
 
 
 @pytest.hookimpl(hookwrapper=True)

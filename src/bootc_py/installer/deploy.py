@@ -88,7 +88,8 @@ def finish(target: TargetFilesystems, plan: InstallPlan, image: Image, result: I
                 grub_bios=choice.grub_bios, grub_efi=choice.grub_efi,
                 systemd_boot=choice.systemd_boot, boot_uuid=target.boot_uuid,
                 esp_uuid=target.esp_uuid,
-                grub_prefix="/grub" if target.boot_separate else "/boot/grub")
+                grub_prefix="/grub" if target.boot_separate else "/boot/grub",
+                timeout=plan.config.menu_timeout)
             bootloader.install(setup, boot=target.boot, image_root=deployment.path,
                                disk=target.disk, esp_device=target.esp_device)
     with steplog.step("finalize", "Recording the install and flushing to disk"):

@@ -33,6 +33,7 @@ from bootc_py.lint import initramfs_contains
 CAPTURE = (
     "usr/lib/bootc/install/*.toml",
     "usr/lib/bootc/kargs.d/*.toml",
+    "usr/lib/bootc-py/install/*.toml",
     "usr/lib/os-release",
     "etc/os-release",
 )
