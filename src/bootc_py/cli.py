@@ -14,7 +14,7 @@ import click
 import typer
 
 from bootc_py import __version__, log
-from bootc_py.commands import build, container, host, image, install
+from bootc_py.commands import build, container, host, image, install, kickstart
 from bootc_py.errors import BootcPyError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(image.app, name="image")
 app.add_typer(install.app, name="install")
 app.add_typer(container.app, name="container")
+app.add_typer(kickstart.app, name="kickstart")
 app.command("build")(build.build)
 app.command("status")(host.status)
 app.add_typer(host.internals, name="internals")
