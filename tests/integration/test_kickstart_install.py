@@ -14,6 +14,7 @@ from synthetic import SyntheticImages, base_tree, build_image, run_cli
 
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount
+from bootc_py.disk.volumes import device_mapper_available
 
 pytestmark = pytest.mark.root
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKickstartTestKey core@bootc-py"
@@ -161,3 +162,111 @@ def test_pre_failure_touches_no_disk(image: str, tmp_path: Path) -> None:
     assert res.returncode == 1 and "%pre at" in res.stderr
     assert not disk.exists()
 
+
+
+def _lvm(*args: str) -> str:
+    from bootc_py.disk.volumes import LVM_CONFIG
+
+    return subprocess.run(["lvm", args[0], "--config", LVM_CONFIG, *args[1:]],
+                          capture_output=True, text=True, check=True).stdout
+
+
+LVM_KS = """\
+bootc --source-imgref {image}
+clearpart --all --initlabel
+reqpart --add-boot
+part pv.01 --size 1800 --grow
+volgroup {vg} pv.01
+logvol / --vgname {vg} --name root --size 1200 --fstype xfs
+logvol /var/log --vgname {vg} --name log --size 100 --fstype ext4
+logvol swap --vgname {vg} --name swap --size 32
+user --name core
+%post
+echo lvm > /etc/ks-post-marker
+%end
+"""
+
+
+def test_lvm_layout_is_created_deactivated_and_in_fstab(
+        image: str, synthetic: SyntheticImages, tmp_path: Path) -> None:
+    from testlib import require_tool
+
+    require_tool("lvm", "mkfs.xfs")
+    if not device_mapper_available():
+        pytest.skip("NOT RUN: this kernel has no device-mapper, LVM volumes cannot exist here")
+    vg = f"ksvg{tmp_path.name[-6:].replace('-', '')}"
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(LVM_KS.format(image=image, vg=vg))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 0, res.stderr
+    # Deactivated: no LV of it is active once the install is done (and the loop is gone).
+    assert vg not in _lvm("lvs", "--noheadings", "-o", "vg_name", "--select", "lv_active=active")
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(disk))
+        _lvm("pvscan", "--cache", str(loop.partition(4)))
+        _lvm("vgchange", "--activate", "y", vg)
+        stack.callback(_lvm, "vgchange", "--activate", "n", vg)
+        lvs = _lvm("lvs", "--noheadings", "--units", "m", "-o", "lv_name,lv_size", vg).split()
+        assert lvs[0::2] == ["log", "root", "swap"]
+        mnt = tmp_path / "mnt"
+        stack.enter_context(Mount(f"/dev/{vg}/root", mnt))
+        dep = _deployment(mnt)
+        fstab = (dep / "etc/fstab").read_text()
+        assert " /var/log ext4 defaults 0 2" in fstab and " none swap defaults 0 0" in fstab
+        assert (dep / "etc/ks-post-marker").read_text() == "lvm\n"
+        stack.enter_context(Mount(loop.partition(3), mnt / "boot"))
+        entry = next((mnt / "boot/loader/entries").glob("*.conf")).read_text()
+        assert f"rd.lvm.lv={vg}/root" in entry
+
+
+BTRFS_KS = """\
+bootc --source-imgref {image}
+clearpart --all --initlabel
+reqpart --add-boot
+part btrfs.01 --size 1600 --grow
+btrfs none --label=ksvol btrfs.01
+btrfs / --subvol --name=root LABEL=ksvol
+btrfs /var --subvol --name=var ksvol
+"""
+
+
+def test_lvm_without_device_mapper_is_refused_before_any_write(image: str,
+                                                               tmp_path: Path) -> None:
+    if device_mapper_available():
+        pytest.skip("the kernel has device-mapper: the LVM install test covers it")
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(LVM_KS.format(image=image, vg="ksvgx").replace(
+        "%post", f"%pre\ntouch {tmp_path}/pre-ran\n%end\n%post"))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  str(ks))
+    assert res.returncode == 1
+    assert "error: the kickstart's layout uses LVM, but this kernel has no device-mapper" \
+        in res.stderr
+    assert not disk.exists() and not (tmp_path / "pre-ran").exists()
+
+
+def test_btrfs_subvolume_layout(image: str, synthetic: SyntheticImages,
+                                tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(BTRFS_KS.format(image=image))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 0, res.stderr
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(disk))
+        top = tmp_path / "top"
+        stack.enter_context(Mount(loop.partition(4), top, fstype="btrfs"))
+        subs = subprocess.run(["btrfs", "subvolume", "list", str(top)], capture_output=True,
+                              text=True, check=True).stdout.split()
+        assert [s for s in subs if s in ("root", "var")] == ["root", "var"]
+        # The sysroot is inside the root subvolume, not at the top level.
+        assert not (top / "ostree").exists()
+        dep = _deployment(top / "root")
+        assert " /var btrfs subvol=var 0 0" in (dep / "etc/fstab").read_text()
+        stack.enter_context(Mount(loop.partition(3), tmp_path / "boot"))
+        entry = next((tmp_path / "boot/loader/entries").glob("*.conf")).read_text()
+        assert "rootflags=subvol=root" in entry

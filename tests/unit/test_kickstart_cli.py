@@ -102,3 +102,14 @@ def test_install_without_a_disk_says_how_to_name_one(capsys: pytest.CaptureFixtu
     assert cli("install", "kickstart", str(ks)) == 2
     err = capsys.readouterr().err
     assert "error: the kickstart names no disk" in err and "--via-loopback" in err
+
+
+def test_device_mapper_is_read_from_proc_misc(tmp_path: Path) -> None:
+    from bootc_py.disk.volumes import device_mapper_available
+
+    misc = tmp_path / "misc"
+    misc.write_text(" 62 vhost-vsock\n236 device-mapper\n")
+    assert device_mapper_available(misc)
+    misc.write_text(" 62 vhost-vsock\n183 hw_random\n")
+    assert not device_mapper_available(misc)
+    assert not device_mapper_available(tmp_path / "absent")

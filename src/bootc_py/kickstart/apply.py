@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bootc_py import log as steplog
 from bootc_py.disk import apply as disk_apply
-from bootc_py.disk import checks, discover
+from bootc_py.disk import checks, discover, volumes
 from bootc_py.disk.layout import LayoutPlan, plan_layout
 from bootc_py.disk.loop import LoopDevice, create_sparse
 from bootc_py.disk.mount import Mount, is_mountpoint
@@ -99,19 +99,11 @@ def run_script(script: ScriptPlan, *, chroot: ChrootableTarget | None = None) ->
             os.unlink(host_path)
 
 
-def _unsupported_apply(plan: KickstartPlan) -> str | None:
-    layout = plan.layout
-    if layout.volume_groups or layout.btrfs_volumes:
-        return "LVM" if layout.volume_groups else "btrfs"
-    return None
-
-
 def install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> KickstartInstall:
-    kind = _unsupported_apply(plan)
-    if kind is not None:
-        raise UsageError(f"installing {kind} layouts from a kickstart is not implemented yet "
-                         "(they are planned: see --dry-run)",
-                         "use part lines (plain partitions) for now")
+    if plan.layout.volume_groups and not volumes.device_mapper_available():
+        # lvcreate would fail after the disk is already partitioned: refuse before anything.
+        raise DiskError("the kickstart's layout uses LVM, but this kernel has no device-mapper "
+                        "driver (not in /proc/misc)", "modprobe dm_mod, or use part/btrfs")
     for script in plan.scripts_of("pre"):  # before any disk is touched
         run_script(script)
     try:
@@ -149,22 +141,22 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
                                      sector_size=info.logical_sector_size)
             with steplog.step("partition", f"Partitioning and formatting {block}"):
                 applied = disk_apply.apply_plan(block, layout.partitions)
-            by_number = {p.number: p for p in applied.partitions}
-
-            def part_of(mountpoint: str) -> disk_apply.AppliedPartition | None:
-                m = layout.mount(mountpoint)
-                return by_number[int(m.source.split(":")[1])] if m else None
-
-            root, boot, esp = part_of("/"), part_of("/boot"), part_of("/boot/efi")
-            if root is None or root.fs_uuid is None:
-                raise DiskError("the new root filesystem has no UUID")
+            if layout.volume_groups or layout.btrfs:
+                with steplog.step("volumes", "Creating LVM and btrfs volumes"):
+                    vols = volumes.apply_volumes(
+                        layout, {p.number: p.path for p in applied.partitions}, stack)
+            else:
+                vols = {}
+            devices = _devices(layout, applied, vols)
+            root, boot, esp = devices["/"], devices.get("/boot"), devices.get("/boot/efi")
             mnt = Path(tempfile.mkdtemp(prefix="bootc-py-target-"))
             stack.callback(os.rmdir, mnt)
             with steplog.step("mount", "Mounting the target"):
-                stack.enter_context(Mount(root.path, mnt, fstype=layout.root.fstype))
+                stack.enter_context(Mount(root.device, mnt, fstype=root.fstype,
+                                          options=_subvol(root)))
                 if boot is not None:
                     (mnt / "boot").mkdir(exist_ok=True)
-                    stack.enter_context(Mount(boot.path, mnt / "boot", fstype=boot.filesystem))
+                    stack.enter_context(Mount(boot.device, mnt / "boot", fstype=boot.fstype))
             wanted = prepared.plan.bootloaders
             has_bios = any(p.role.value == "bios-boot" for p in applied.partitions)
             choice = BootloaderChoice(grub_bios=wanted.grub_bios and has_bios,
@@ -175,17 +167,16 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
                                  "add reqpart, or part biosboot / part /boot/efi")
             iplan = replace(prepared.plan, device=device, partitions=layout.partitions,
                             bootloaders=choice)
-            root_fs = layout.root.fstype
             target = TargetFilesystems(
-                root=mnt, root_uuid=root.fs_uuid, root_fstype=root_fs,
-                boot_uuid=boot.fs_uuid if boot and boot.fs_uuid else root.fs_uuid,
-                boot_fstype=boot.filesystem or root_fs if boot else root_fs,
-                boot_separate=boot is not None, esp_uuid=esp.fs_uuid if esp else None,
-                esp_device=esp.path if esp else None, disk=block)
+                root=mnt, root_uuid=root.uuid, root_fstype=root.fstype,
+                boot_uuid=boot.uuid if boot else root.uuid,
+                boot_fstype=boot.fstype if boot else root.fstype,
+                boot_separate=boot is not None, esp_uuid=esp.uuid if esp else None,
+                esp_device=esp.device if esp else None, disk=block)
             result = install_into(target, iplan, prepared.image)
             deployment = result.deployment
             with steplog.step("ks-config", "Writing the kickstart's configuration to /etc"):
-                _extra_fstab(deployment.path / "etc/fstab", layout, by_number)
+                _extra_fstab(deployment.path / "etc/fstab", layout, devices)
                 cfg = plan.system
                 etc.apply_accounts(deployment.path / "etc", deployment.var, cfg)
                 etc.apply_ssh_keys(deployment.path / "etc", deployment.var, cfg)
@@ -207,20 +198,41 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
     return KickstartInstall(summary, tuple(warnings), layout)
 
 
+def _devices(layout: LayoutPlan, applied: disk_apply.AppliedDisk,
+             vols: dict[str, volumes.Formatted]) -> dict[str, volumes.Formatted]:
+    """Every mount of the layout (mount point, or "swap:N") -> what to mount."""
+    by_number = {p.number: p for p in applied.partitions}
+    out: dict[str, volumes.Formatted] = {}
+    for i, m in enumerate(layout.mounts):
+        key = m.mountpoint if m.mountpoint != "swap" else f"swap:{i}"
+        if m.source.startswith("part:"):
+            p = by_number[int(m.source.split(":")[1])]
+            if p.fs_uuid is None:
+                raise DiskError(f"{p.path} ({m.mountpoint}) has no filesystem UUID")
+            out[key] = volumes.Formatted(p.path, p.fs_uuid, m.fstype, m.options)
+        else:  # an LV or a btrfs (sub)volume: one swap LV at most, keyed "swap"
+            out[key] = vols[m.mountpoint]
+    return out
+
+
+def _subvol(f: volumes.Formatted) -> list[str]:
+    return [o for o in f.options.split(",") if o.startswith("subvol=")]
+
+
 def _extra_fstab(fstab: Path, layout: LayoutPlan,
-                 by_number: dict[int, disk_apply.AppliedPartition]) -> None:
+                 devices: dict[str, volumes.Formatted]) -> None:
     lines = []
-    for m in layout.mounts:
-        if m.mountpoint in FSTAB_DONE:
+    for key, f in devices.items():
+        if key in FSTAB_DONE:
             continue
-        part = by_number[int(m.source.split(":")[1])]
-        if m.fstype == "swap":
-            lines.append(f"UUID={part.fs_uuid} none swap {m.options} 0 0")
+        if f.fstype == "swap":
+            lines.append(f"UUID={f.uuid} none swap {f.options} 0 0")
         else:
-            lines.append(f"UUID={part.fs_uuid} {m.mountpoint} {m.fstype} {m.options} 0 2")
+            lines.append(f"UUID={f.uuid} {key} {f.fstype} {f.options} 0 "
+                         f"{0 if f.fstype == 'btrfs' else 2}")
     if lines:
-        with fstab.open("a") as f:
-            f.write("".join(line + "\n" for line in lines))
+        with fstab.open("a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
 
 
 def _post_scripts(plan: KickstartPlan, root: Path, var: Path) -> None:
