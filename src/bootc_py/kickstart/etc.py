@@ -195,9 +195,6 @@ def _enable(etc: Path, usr: Path, unit: str, warnings: list[str]) -> None:
     path = next((usr.parent / d / name for d in UNIT_DIRS
                  if (usr.parent / d / name).is_file()), None)
     if path is None:
-        path = next((etc.parent / d / name for d in UNIT_DIRS
-                     if (etc.parent / d / name).is_file()), None)
-    if path is None:
         raise InstallError(f"services --enabled {unit}: the image has no unit {name}")
     wanted = []
     in_install = False
@@ -215,4 +212,4 @@ def _enable(etc: Path, usr: Path, unit: str, warnings: list[str]) -> None:
         link = etc / "systemd/system" / f"{target}.{kind}" / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
-        link.symlink_to(f"/{path.relative_to(path.parents[3])}")
+        link.symlink_to(f"/{path.relative_to(usr.parent)}")

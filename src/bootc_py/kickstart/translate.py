@@ -653,8 +653,9 @@ def _custom(doc: KickstartDoc, opts: TranslateOptions, pr: _Problems) -> LayoutR
             if not b.name:
                 pr.add(b.where, "btrfs --subvol needs --name")
             problem = _mountpoint_problem(b.mountpoint)
-            if problem or b.mountpoint in ("swap", "biosboot", "/boot/efi", "none"):
-                pr.add(b.where, problem or f"btrfs --subvol {b.mountpoint}: not a mount point")
+            if problem or b.mountpoint in ("swap", "biosboot", "/boot", "/boot/efi", "none"):
+                pr.add(b.where, problem or f"btrfs --subvol {b.mountpoint}: must be a "
+                       "partition (part)")
                 continue
             claim(b.mountpoint, b.where)
             subvols.append(SubvolumeRequest(parent, b.name or "", b.mountpoint))
