@@ -128,14 +128,18 @@ def test_layout_etc_and_scripts(installed: tuple[Path, Path]) -> None:
             == "/usr/lib/systemd/system/chronyd.service"
         assert (etc / "ks-post-marker").read_text() == "in-chroot\n"
         # The chroot's /var is the stateroot's; --log lands inside the target.
-        assert (var / "ks-var-marker").read_text() == "shared-var\n"
-        assert (var / "log/ks-post.log").read_text() == "logged\n"
         assert not (dep / "var/ks-var-marker").exists()
         stack.enter_context(Mount(loop.partition(3), mnt / "boot"))
         entries = list((mnt / "boot/loader/entries").glob("*.conf"))
         assert len(entries) == 1 and "console=ttyS0,115200n8" in entries[0].read_text()
+        # /var is its own partition: what the install wrote there is on it, not under it.
+        assert not (var / "home/core").exists() and not (var / "ks-var-marker").exists()
+        stack.enter_context(Mount(loop.partition(5), var))
         keys = var / "home/core/.ssh/authorized_keys"
         assert keys.read_text() == KEY + "\n" and keys.stat().st_uid == 1001
+        assert (var / "ks-var-marker").read_text() == "shared-var\n"
+        assert (var / "log/ks-post.log").read_text() == "logged\n"
+        assert (var / "cache/app/seed").read_text() == "seeded from the image\n"
 
 
 def test_erroronfail_fails_the_install_with_its_output(

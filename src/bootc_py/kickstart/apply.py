@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -175,6 +176,8 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
                 esp_device=esp.device if esp else None, disk=block)
             result = install_into(target, iplan, prepared.image)
             deployment = result.deployment
+            with steplog.step("mount-var", "Mounting the kickstart's /var filesystems"):
+                _mount_var(stack, deployment.var, devices)
             with steplog.step("ks-config", "Writing the kickstart's configuration to /etc"):
                 _extra_fstab(deployment.path / "etc/fstab", layout, devices)
                 cfg = plan.system
@@ -213,6 +216,25 @@ def _devices(layout: LayoutPlan, applied: disk_apply.AppliedDisk,
         else:  # an LV or a btrfs (sub)volume: one swap LV at most, keyed "swap"
             out[key] = vols[m.mountpoint]
     return out
+
+
+def _mount_var(stack: ExitStack, var: Path, devices: dict[str, volumes.Formatted]) -> None:
+    """Mount /var and the filesystems below it over the stateroot's /var (as they will be at
+    boot), moving what the install seeded there onto them; homes, keys and %post writes then
+    land where the booted system sees them."""
+    for key in sorted(k for k in devices if k == "/var" or k.startswith("/var/")):
+        f = devices[key]
+        where = var / key.removeprefix("/var").lstrip("/")
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bootc-py-var-") as staging, \
+                Mount(f.device, Path(staging), fstype=f.fstype, options=_subvol(f)):
+            run(["cp", "-a", "--", f"{where}/.", staging])
+        for child in list(where.iterdir()):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        stack.enter_context(Mount(f.device, where, fstype=f.fstype, options=_subvol(f)))
 
 
 def _subvol(f: volumes.Formatted) -> list[str]:
