@@ -758,6 +758,9 @@ def _system(doc: KickstartDoc, pr: _Problems
         except ValueError as exc:
             pr.add(bl.where, f"bootloader --append: {exc}")
         timeout = int(bl.get("timeout") or 0) if bl.get("timeout") else None
+        if timeout is not None:
+            pr.warn(bl.where, f"bootloader --timeout {timeout}: recorded, not applied yet (the "
+                    "boot menu keeps bootc-py's own timeout)")
         if bl.get("location") == "none":
             bootloader = "none"
         elif bl.get("location") == "partition":
