@@ -16,7 +16,17 @@ import click
 import typer
 
 from bootc_py import __version__, log, signals
-from bootc_py.commands import agent, build, container, health, host, image, install, update
+from bootc_py.commands import (
+    agent,
+    build,
+    container,
+    health,
+    host,
+    image,
+    install,
+    kickstart,
+    update,
+)
 from bootc_py.errors import BootcPyError
 from bootc_py.nospace import mountpoint_of
 
@@ -35,6 +45,7 @@ app = typer.Typer(
 app.add_typer(image.app, name="image")
 app.add_typer(install.app, name="install")
 app.add_typer(container.app, name="container")
+app.add_typer(kickstart.app, name="kickstart")
 app.command("build")(build.build)
 app.command("status")(host.status)
 app.command("upgrade")(update.upgrade)

@@ -74,7 +74,8 @@ def test_mkfs_command_lines() -> None:
     assert mkfs_argv(dev, "xfs", "root") == ["mkfs.xfs", "-f", "-q", "-L", "root", str(dev)]
     assert mkfs_argv(dev, "btrfs", "root") == ["mkfs.btrfs", "-f", "-q", "-L", "root", str(dev)]
     assert mkfs_argv(dev, "xfs") == ["mkfs.xfs", "-f", "-q", str(dev)]
-    assert sorted(MKFS) == ["btrfs", "ext4", "vfat", "xfs"]
+    assert mkfs_argv(dev, "swap") == ["mkswap", "-q", str(dev)]
+    assert sorted(MKFS) == ["btrfs", "ext4", "swap", "vfat", "xfs"]
     with pytest.raises(UsageError, match="unknown filesystem 'ntfs'"):
         mkfs_argv(dev, "ntfs")
 

@@ -110,6 +110,30 @@ def _compile(pkg: Path) -> str:
     return "checked-hash"
 
 
+# Pure-Python packages bootc-py needs that Debian 12 does not ship: vendored from the build's
+# own Python environment (pinned here, so a new version changes the layer's cache key).
+VENDORED = {"pykickstart": "3.78"}
+
+
+def vendor(tree: Path) -> None:
+    """Copy each VENDORED package (as the build's Python has it) into dist-packages."""
+    import importlib.metadata
+    import importlib.util
+
+    for name, version in VENDORED.items():
+        try:
+            found = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found = "none"
+        if found != version:
+            raise SystemExit(f"bootc-py layer: {name} {found} is installed, the layer pins "
+                             f"{version}: pip install {name}=={version}")
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        shutil.copytree(Path(spec.origin).parent, tree / DIST_PACKAGES / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
 def normalize_modes(tree: Path) -> None:
     """Directories 0755, files 0755 or 0644: nothing of the checkout's umask leaks in."""
     for p in [tree, *tree.rglob("*")]:
@@ -126,6 +150,7 @@ def stage(tree: Path) -> dict[str, Any]:
     shutil.copytree(BOOTC_PY_SRC, pkg, symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     pyc = _compile(pkg)
+    vendor(tree)
     launcher = tree / "usr/bin/bootc-py"
     launcher.parent.mkdir(parents=True, exist_ok=True)
     launcher.write_text(LAUNCHER)

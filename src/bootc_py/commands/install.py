@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from bootc_py.commands import kickstart as kickstart_cmd
 from bootc_py.commands.common import (
     AUTHFILE,
     BOOTLOADER,
@@ -182,3 +183,7 @@ def print_configuration(
     ref = parse_imgref(imgref or running_image().source)
     image = pull(ref, pull_options(cache_dir, tls_verify, authfile))
     typer.echo(config.load(summarize(image).files).to_json())
+
+
+# `install kickstart KS`: the kickstart-driven install (commands/kickstart.py).
+app.command("kickstart")(kickstart_cmd.install_kickstart)

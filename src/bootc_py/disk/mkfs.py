@@ -28,11 +28,16 @@ def _btrfs(dev: Path, label: str | None) -> Argv:
     return ["mkfs.btrfs", "-f", "-q", *(["-L", label] if label else []), str(dev)]
 
 
+def _swap(dev: Path, label: str | None) -> Argv:
+    return ["mkswap", "-q", *(["-L", label] if label else []), str(dev)]
+
+
 MKFS: dict[str, Callable[[Path, str | None], Argv]] = {
     "vfat": _vfat,
     "ext4": _ext4,
     "xfs": _xfs,
     "btrfs": _btrfs,
+    "swap": _swap,  # kickstart `part swap` (disk/layout.py)
 }
 
 

@@ -32,6 +32,11 @@ class Role(StrEnum):
     ESP = "esp"
     BOOT = "boot"
     ROOT = "root"
+    # Custom layouts (disk/layout.py):
+    DATA = "data"          # another filesystem (/var, /var/log, ...)
+    SWAP = "swap"
+    LVM_PV = "lvm-pv"
+    BTRFS = "btrfs"        # a member of a btrfs volume
 
 
 class PartType(StrEnum):
@@ -52,6 +57,9 @@ TYPE_NAMES: dict[str, str] = {
     PartType.LINUX_FS: "Linux filesystem",
     PartType.ROOT_X86_64: "Linux root (x86-64)",
     PartType.ROOT_AARCH64: "Linux root (ARM64)",
+    "4D21B016-B534-45C2-A9FB-5C16E091FD2D": "Linux /var",
+    "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": "Linux swap",
+    "E6D6D379-F507-44C2-A23C-238F2A3DF928": "Linux LVM",
 }
 
 # The Discoverable Partitions Specification's root type for each architecture.

@@ -1,0 +1,1 @@
+"""Anaconda kickstarts -> the same install plan the CLI builds (kickstart-compat)."""

@@ -1,0 +1,277 @@
+"""install kickstart --via-loopback: a plain kickstart layout, /etc config and scripts applied
+to a real loop device, then the disk inspected."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from synthetic import SyntheticImages, base_tree, build_image, run_cli
+
+from bootc_py.disk.loop import LoopDevice
+from bootc_py.disk.mount import Mount
+from bootc_py.disk.volumes import device_mapper_available
+
+pytestmark = pytest.mark.root
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKickstartTestKey core@bootc-py"
+
+
+def shell_tree(root: Path) -> None:
+    """Just enough for chrooted scripts: the host's dash (and its libc) as /bin/sh, a
+    systemd unit to enable, a time zone, and the mount points a chroot needs."""
+    for d in ("usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "proc", "sys", "dev",
+              "usr/lib/systemd/system", "usr/share/zoneinfo/Europe", "etc"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/bin/dash", root / "usr/bin/dash")
+    (root / "usr/bin/sh").symlink_to("dash")
+    shutil.copy2("/lib/x86_64-linux-gnu/libc.so.6", root / "usr/lib/x86_64-linux-gnu/")
+    shutil.copy2("/lib64/ld-linux-x86-64.so.2", root / "usr/lib64/")
+    for link, target in (("bin", "usr/bin"), ("lib64", "usr/lib64"), ("lib", "usr/lib")):
+        (root / link).symlink_to(target)
+    (root / "usr/lib/systemd/system/chronyd.service").write_text(
+        "[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n")
+    (root / "usr/share/zoneinfo/Europe/Berlin").write_bytes(b"TZif2 fake")
+    (root / "etc/group").write_text("root:x:0:\nwheel:x:10:\n")
+    (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    work = tmp_path_factory.mktemp("ks-image")
+    return build_image(work / "oci", "ks", [base_tree, shell_tree], work=work / "build")
+
+
+KS = """\
+bootc --source-imgref {image} --target-imgref 127.0.0.1:5000/syn:1
+zerombr
+clearpart --all --initlabel
+reqpart --add-boot
+part / --size 1200 --fstype xfs
+part /var --size 300 --grow --fstype ext4 --fsoptions defaults,noatime
+part swap --size 64
+rootpw --plaintext hunter2
+group --name ops --gid 2000
+user --name core --groups wheel,ops --uid 1001 --password $6$s$h --iscrypted
+sshkey --username core "{key}"
+network --device eth0 --bootproto static --ip 10.0.2.15 --netmask 255.255.255.0 --gateway 10.0.2.2
+network --hostname ks-host
+timezone Europe/Berlin
+services --enabled chronyd
+bootloader --append "console=ttyS0,115200n8"
+%pre
+echo pre-ran > {pre_marker}
+%end
+%post --erroronfail --log /var/log/ks-post.log
+echo in-chroot > /etc/ks-post-marker
+echo shared-var > /var/ks-var-marker
+echo logged
+%end
+%post --nochroot
+cat /mnt/sysroot/etc/hostname > {nochroot_marker}
+%end
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(image: str, synthetic: SyntheticImages,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    work = tmp_path_factory.mktemp("ks-install")
+    ks = work / "ks.cfg"
+    ks.write_text(KS.format(image=image, key=KEY, pre_marker=work / "pre",
+                            nochroot_marker=work / "nochroot"))
+    disk = work / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 0, res.stderr
+    assert "Installed oci:" in res.stdout and "6 partitions" in res.stdout
+    yield disk, work
+
+
+def _deployment(mnt: Path) -> Path:
+    found = list((mnt / "ostree/deploy/default/deploy").glob("*.0"))
+    assert len(found) == 1
+    return found[0]
+
+
+def test_layout_etc_and_scripts(installed: tuple[Path, Path]) -> None:
+    disk, work = installed
+    assert (work / "pre").read_text() == "pre-ran\n"
+    assert (work / "nochroot").read_text() == "ks-host\n"
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(disk))
+        fstypes = [subprocess.run(["blkid", "-p", "-s", "TYPE", "-o", "value",
+                                   str(loop.partition(n))], capture_output=True, text=True,
+                                  check=False).stdout.strip() for n in range(1, 7)]
+        assert fstypes == ["", "vfat", "ext4", "xfs", "ext4", "swap"]
+        mnt = work / "mnt"
+        stack.enter_context(Mount(loop.partition(4), mnt))
+        dep = _deployment(mnt)
+        etc = dep / "etc"
+        var = mnt / "ostree/deploy/default/var"
+        fstab = (etc / "fstab").read_text()
+        assert " /var ext4 defaults,noatime 0 2" in fstab and " none swap " in fstab
+        passwd = (etc / "passwd").read_text()
+        assert "core:x:1001:1001::/var/home/core:/bin/bash" in passwd
+        group = (etc / "group").read_text()
+        assert "wheel:x:10:core" in group and "ops:x:2000:core" in group
+        shadow = dict(line.split(":", 2)[:2] for line in (etc / "shadow").read_text().split())
+        assert shadow["core"] == "$6$s$h" and shadow["root"].startswith("$6$")
+        assert (etc / "hostname").read_text() == "ks-host\n"
+        assert str((etc / "localtime").readlink()) == "../usr/share/zoneinfo/Europe/Berlin"
+        network = (etc / "systemd/network/50-kickstart-eth0.network").read_text()
+        assert "Address=10.0.2.15/24" in network and "Gateway=10.0.2.2" in network
+        assert str((etc / "systemd/system/multi-user.target.wants/chronyd.service").readlink()) \
+            == "/usr/lib/systemd/system/chronyd.service"
+        assert (etc / "ks-post-marker").read_text() == "in-chroot\n"
+        # The chroot's /var is the stateroot's; --log lands inside the target.
+        assert not (dep / "var/ks-var-marker").exists()
+        stack.enter_context(Mount(loop.partition(3), mnt / "boot"))
+        entries = list((mnt / "boot/loader/entries").glob("*.conf"))
+        assert len(entries) == 1 and "console=ttyS0,115200n8" in entries[0].read_text()
+        # /var is its own partition: what the install wrote there is on it, not under it.
+        assert not (var / "home/core").exists() and not (var / "ks-var-marker").exists()
+        stack.enter_context(Mount(loop.partition(5), var))
+        keys = var / "home/core/.ssh/authorized_keys"
+        assert keys.read_text() == KEY + "\n" and keys.stat().st_uid == 1001
+        assert (var / "ks-var-marker").read_text() == "shared-var\n"
+        assert (var / "log/ks-post.log").read_text() == "logged\n"
+        assert (var / "cache/app/seed").read_text() == "seeded from the image\n"
+
+
+def test_erroronfail_fails_the_install_with_its_output(
+        image: str, synthetic: SyntheticImages, tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(f"bootc --source-imgref {image}\nreqpart --add-boot\npart / --grow\n"
+                  "%post --erroronfail\necho broken-config >&2\nexit 3\n%end\n"
+                  f"%onerror\ntouch {tmp_path}/onerror-ran\n%end\n")
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "3G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 1
+    assert "ks.cfg:4 failed (exit 3, --erroronfail): broken-config" in res.stderr
+    assert (tmp_path / "onerror-ran").exists()
+    assert not disk.exists()  # the image file it created is removed
+
+
+def test_pre_failure_touches_no_disk(image: str, tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(f"bootc --source-imgref {image}\nreqpart --add-boot\npart / --grow\n"
+                  "%pre --erroronfail\nexit 1\n%end\n")
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "3G",
+                  str(ks))
+    assert res.returncode == 1 and "%pre at" in res.stderr
+    assert not disk.exists()
+
+
+
+def _lvm(*args: str) -> str:
+    from bootc_py.disk.volumes import LVM_CONFIG
+
+    return subprocess.run(["lvm", args[0], "--config", LVM_CONFIG, *args[1:]],
+                          capture_output=True, text=True, check=True).stdout
+
+
+LVM_KS = """\
+bootc --source-imgref {image}
+clearpart --all --initlabel
+reqpart --add-boot
+part pv.01 --size 1800 --grow
+volgroup {vg} pv.01
+logvol / --vgname {vg} --name root --size 1200 --fstype xfs
+logvol /var/log --vgname {vg} --name log --size 100 --fstype ext4
+logvol swap --vgname {vg} --name swap --size 32
+user --name core
+%post
+echo lvm > /etc/ks-post-marker
+%end
+"""
+
+
+def test_lvm_layout_is_created_deactivated_and_in_fstab(
+        image: str, synthetic: SyntheticImages, tmp_path: Path) -> None:
+    from testlib import require_tool
+
+    require_tool("lvm", "mkfs.xfs")
+    if not device_mapper_available():
+        pytest.skip("NOT RUN: this kernel has no device-mapper, LVM volumes cannot exist here")
+    vg = f"ksvg{tmp_path.name[-6:].replace('-', '')}"
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(LVM_KS.format(image=image, vg=vg))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 0, res.stderr
+    # Deactivated: no LV of it is active once the install is done (and the loop is gone).
+    assert vg not in _lvm("lvs", "--noheadings", "-o", "vg_name", "--select", "lv_active=active")
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(disk))
+        _lvm("pvscan", "--cache", str(loop.partition(4)))
+        _lvm("vgchange", "--activate", "y", vg)
+        stack.callback(_lvm, "vgchange", "--activate", "n", vg)
+        lvs = _lvm("lvs", "--noheadings", "--units", "m", "-o", "lv_name,lv_size", vg).split()
+        assert lvs[0::2] == ["log", "root", "swap"]
+        mnt = tmp_path / "mnt"
+        stack.enter_context(Mount(f"/dev/{vg}/root", mnt))
+        dep = _deployment(mnt)
+        fstab = (dep / "etc/fstab").read_text()
+        assert " /var/log ext4 defaults 0 2" in fstab and " none swap defaults 0 0" in fstab
+        assert (dep / "etc/ks-post-marker").read_text() == "lvm\n"
+        stack.enter_context(Mount(loop.partition(3), mnt / "boot"))
+        entry = next((mnt / "boot/loader/entries").glob("*.conf")).read_text()
+        assert f"rd.lvm.lv={vg}/root" in entry
+
+
+BTRFS_KS = """\
+bootc --source-imgref {image}
+clearpart --all --initlabel
+reqpart --add-boot
+part btrfs.01 --size 1600 --grow
+btrfs none --label=ksvol btrfs.01
+btrfs / --subvol --name=root LABEL=ksvol
+btrfs /var --subvol --name=var ksvol
+"""
+
+
+def test_lvm_without_device_mapper_is_refused_before_any_write(image: str,
+                                                               tmp_path: Path) -> None:
+    if device_mapper_available():
+        pytest.skip("the kernel has device-mapper: the LVM install test covers it")
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(LVM_KS.format(image=image, vg="ksvgx").replace(
+        "%post", f"%pre\ntouch {tmp_path}/pre-ran\n%end\n%post"))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  str(ks))
+    assert res.returncode == 1
+    assert "error: the kickstart's layout uses LVM, but this kernel has no device-mapper" \
+        in res.stderr
+    assert not disk.exists() and not (tmp_path / "pre-ran").exists()
+
+
+def test_btrfs_subvolume_layout(image: str, synthetic: SyntheticImages,
+                                tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(BTRFS_KS.format(image=image))
+    disk = tmp_path / "disk.raw"
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--disk-size", "4G",
+                  "--cache-dir", str(synthetic.cache), str(ks))
+    assert res.returncode == 0, res.stderr
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(disk))
+        top = tmp_path / "top"
+        stack.enter_context(Mount(loop.partition(4), top, fstype="btrfs"))
+        subs = subprocess.run(["btrfs", "subvolume", "list", str(top)], capture_output=True,
+                              text=True, check=True).stdout.split()
+        assert [s for s in subs if s in ("root", "var")] == ["root", "var"]
+        # The sysroot is inside the root subvolume, not at the top level.
+        assert not (top / "ostree").exists()
+        dep = _deployment(top / "root")
+        assert " /var btrfs subvol=var 0 0" in (dep / "etc/fstab").read_text()
+        stack.enter_context(Mount(loop.partition(3), tmp_path / "boot"))
+        entry = next((tmp_path / "boot/loader/entries").glob("*.conf")).read_text()
+        assert "rootflags=subvol=root" in entry
