@@ -149,10 +149,8 @@ def _stop(proc: subprocess.Popen[bytes], session: bool, grace: float = STOP_GRAC
         return
     if grace > 0:
         send(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
     send(signal.SIGKILL)
     with contextlib.suppress(BaseException):
         proc.communicate(timeout=STOP_GRACE)
