@@ -332,6 +332,8 @@ def bless(boot: Path, booted_ostree: str) -> str:
     if setup is None:
         return "no bootc-py bootloader record: nothing to mark"
     if setup.grub_bios or setup.grub_efi:
+        if "boot_counter" not in bootcount.read_grubenv(boot):
+            return "grubenv: not a counted boot, nothing to mark"
         bootcount.bless_grub(boot)
         return "grubenv: boot_success=1, boot_counter unset"
     if setup.systemd_boot:
@@ -376,8 +378,17 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
     record = record_verdict(verdict, root)
     followups = tuple(run_followups(root, verdict, conf, runner))
     if verdict.verdict is Verdict.GREEN:
-        return HealthRun(verdict, record, bless(boot, ostree_arg), False, followups)
-    state = boot_state(boot, ostree_arg)
+        try:
+            note = bless(boot, ostree_arg)
+        except BootcPyError as exc:  # the verdict stands; say why the mark is missing
+            note = f"could not mark the boot good: {exc.message}"
+            log.error("%s", note)
+        return HealthRun(verdict, record, note, False, followups)
+    try:
+        state = boot_state(boot, ostree_arg)
+    except BootcPyError as exc:
+        log.error("cannot read the boot counter: %s", exc.message)
+        state = BootState(False, False)
     what = ("a counted try of a new deployment: rebooting" if state.counted
             else "not a counted try: no reboot")
     return HealthRun(verdict, record, what, state.counted, followups)
