@@ -118,7 +118,7 @@ def run(
                 timeout=timeout,
             )
     except subprocess.TimeoutExpired as exc:
-        raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:.0f} s "
+        raise TimeoutExpired(f"{Path(args[0]).name} did not finish within {timeout:g} s "
                              f"and was stopped: {shlex.join(args)[:200]}",
                              "retry; if it keeps happening, look for a hung device or "
                              "network") from exc

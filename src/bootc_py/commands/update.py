@@ -25,16 +25,13 @@ def upgrade(
                                          "contact)."),
     tag: str = typer.Option(None, "--tag", metavar="TAG",
                             help="Follow another tag of the same image."),
-    json_out: bool = typer.Option(False, "--json", help="With --check: print one JSON "
-                                  "object."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON "
+                                  "object (with --check: the update found, if any)."),
     sysroot: Path = SYSROOT,
 ) -> None:
     """Fetch and deploy the newest version of the image this host follows."""
-    from bootc_py.errors import UsageError
     from bootc_py.update.upgrade import upgrade as run_upgrade
 
-    if json_out and not check:
-        raise UsageError("--json goes with --check")
     result = run_upgrade(sysroot, check=check, apply=apply, quiet=quiet,
                          download_only=download_only, from_downloaded=from_downloaded, tag=tag)
     if json_out:

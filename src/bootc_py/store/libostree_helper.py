@@ -37,7 +37,9 @@ def _describe(sysroot: Any) -> dict[str, Any]:
     booted = sysroot.get_booted_deployment()
     deps = []
     for index, dep in enumerate(sysroot.get_deployments()):
+        origin = dep.get_origin()  # a staged deployment's lives in /run until finalized
         deps.append({
+            "origin": origin.to_data()[0] if origin is not None else None,
             "index": index, "stateroot": dep.get_osname(), "checksum": dep.get_csum(),
             "serial": dep.get_deployserial(), "staged": bool(dep.is_staged()),
             "pinned": bool(dep.is_pinned()),

@@ -216,7 +216,9 @@ class Sysroot:
             origin = None
             if dep.origin_path.is_file():
                 origin = Origin.parse(dep.origin_path.read_text())
-            elif dep.staged:
+            elif d.get("origin"):
+                origin = Origin.parse(str(d["origin"]))  # staged: libostree holds it
+            if origin is None and dep.staged:
                 origin = self._staged_origin(dep)
             out.append(Deployment(dep.sysroot, dep.index, dep.stateroot, dep.checksum,
                                   dep.serial, dep.booted, dep.staged, dep.pinned, dep.unlocked,

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bootc_py.errors import BootcPyError, NoSpaceError, StoreError, UpdateError, UsageError
+from bootc_py.errors import BootcPyError, NoSpaceError, UpdateError, UsageError
 from bootc_py.image import digest as dg
 from bootc_py.image.cache import BlobCache
 from bootc_py.image.ref import ImageRef, Transport, parse_imgref
@@ -246,7 +246,7 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
                           f"{dg.short(image.manifest_digest)})", "run the upgrade again")
     try:
         imported = import_image(sysroot.repo, image, plan.imgref)
-    except (StoreError, OSError) as exc:
+    except (BootcPyError, OSError) as exc:
         _remove_partial(sysroot)
         if _is_enospc(exc):
             raise NoSpaceError(f"the sysroot filled up while importing {plan.imgref}; the "

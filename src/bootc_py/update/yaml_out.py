@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./:@+-]*$")
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./:@+-]*$")  # a leading digit could be a date
 _SPECIAL = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}
 
 
@@ -53,8 +53,12 @@ def _lines(value: Any, indent: int) -> list[str]:
                 out.append(f"{pad}{_scalar(key)}: {empty}")
     elif isinstance(value, list):
         for item in value:
-            sub = _lines(item, indent + 1) if isinstance(item, dict | list) and item else \
-                [f"{pad}  {_scalar(item) if not isinstance(item, dict | list) else '{}'}"]
+            if isinstance(item, dict | list) and item:
+                sub = _lines(item, indent + 1)
+            else:
+                empty = "{}" if isinstance(item, dict) else "[]" if isinstance(item, list) \
+                    else _scalar(item)
+                sub = [f"{pad}  {empty}"]
             first = sub[0][len(pad) + 2:]
             out.append(f"{pad}- {first}")
             out += sub[1:]
