@@ -133,15 +133,16 @@ def test_units_installed_and_enabled(rootfs: Callable[[str], Rootfs]) -> None:
             assert os.readlink(t / link) == target, link
 
 
-@pytest.mark.parametrize("variant,health,rc", [("v1", "10-fixture", 0), ("v2", "10-fixture", 0),
-                                               ("broken", "10-fixture-broken", 1)])
+@pytest.mark.parametrize("variant,health,rc", [("v1", "10-fixture.sh", 0),
+                                               ("v2", "10-fixture.sh", 0),
+                                               ("broken", "10-fixture-broken.sh", 1)])
 def test_variant_marker_and_health_check(rootfs: Callable[[str], Rootfs], variant: str,
                                          health: str, rc: int) -> None:
     t = rootfs(variant).path
     assert (t / "usr/share/bootc-py-fixture/variant").read_text() == variant + "\n"
-    scripts = os.listdir(t / "usr/lib/bootc-py/health.d")
+    scripts = os.listdir(t / "usr/lib/greenboot/check/required.d")
     assert scripts == [health]
-    res = chroot(t, f"/usr/lib/bootc-py/health.d/{health}")
+    res = chroot(t, f"/usr/lib/greenboot/check/required.d/{health}")
     assert res.returncode == rc, res.stdout + res.stderr
 
 

@@ -160,3 +160,19 @@ def test_healthcheck_red_on_an_uncounted_boot_does_not_reboot(tmp_path: Path) ->
                                 runner=Runner(), units=list)
     assert result.verdict.verdict is Verdict.RED and not result.reboot
     assert health.read_verdict(CSUM, tmp_path) == result.verdict
+
+
+def test_bad_images_are_recorded_once_and_skipped(tmp_path: Path) -> None:
+    assert not health.is_bad_digest("sha256:aa", tmp_path)
+    assert not health.is_bad_digest(None, tmp_path)
+    bad = health.BadImage("sha256:aa", "docker://127.0.0.1:5000/os:broken", CSUM,
+                          "2026-12-01T21:00:00+00:00")
+    health.record_bad_image(bad, tmp_path)
+    health.record_bad_image(bad, tmp_path)
+    health.record_bad_image(health.BadImage("sha256:bb", None, "d" * 64, "x"), tmp_path)
+    assert [b.digest for b in health.read_bad_images(tmp_path)] == ["sha256:aa", "sha256:bb"]
+    assert health.read_bad_images(tmp_path)[0] == bad
+    assert health.is_bad_digest("sha256:aa", tmp_path)
+    assert not health.is_bad_digest("sha256:cc", tmp_path)  # a newer digest is taken
+    (tmp_path / health.BAD_IMAGES).write_text("[{]")
+    assert health.read_bad_images(tmp_path) == []

@@ -25,7 +25,7 @@ from fixture_image.proc import run, say, step
 from fixture_image.recipe import STAGED_MTIME, VARIANTS, Variant, bootc_layer_key, os_layer_key
 
 MARKER_PATH = "usr/share/bootc-py-fixture/variant"
-HEALTH_DIR = "usr/lib/bootc-py/health.d"
+HEALTH_DIR = "usr/lib/greenboot/check/required.d"  # greenboot layout: a required check
 # A file of the image's /etc that differs between variants: an update's /etc change that the
 # 3-way merge must carry onto a host whose admin never touched it.
 ETC_MARKER_PATH = "etc/bootc-py-fixture/variant.conf"

@@ -27,12 +27,12 @@ class Variant:
 
     @property
     def health_script(self) -> tuple[str, str]:
-        """(file name under /usr/lib/bootc-py/health.d, content)."""
+        """(file name under /usr/lib/greenboot/check/required.d, content)."""
         if self.healthy:
-            return "10-fixture", (
+            return "10-fixture.sh", (
                 "#!/bin/sh\n# bootc-py sample image: this variant is healthy.\n"
                 f'echo "fixture variant {self.name}: healthy"\nexit 0\n')
-        return "10-fixture-broken", (
+        return "10-fixture-broken.sh", (
             "#!/bin/sh\n# bootc-py sample image: this variant boots but is declared unhealthy,\n"
             "# so an automatic rollback has something to undo.\n"
             f'echo "fixture variant {self.name}: deliberately unhealthy" >&2\nexit 1\n')

@@ -332,6 +332,8 @@ def bless(boot: Path, booted_ostree: str) -> str:
     if setup is None:
         return "no bootc-py bootloader record: nothing to mark"
     if setup.grub_bios or setup.grub_efi:
+        if "boot_counter" not in bootcount.read_grubenv(boot):
+            return "grubenv: not a counted boot, nothing to mark"
         bootcount.bless_grub(boot)
         return "grubenv: boot_success=1, boot_counter unset"
     if setup.systemd_boot:
@@ -370,12 +372,98 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
     conf = read_greenboot_conf(root)
     ostree_arg = booted_ostree_arg(cmdline)
     deployment = booted_deployment(root, cmdline)
+    if boot_state(boot, ostree_arg).fell_back:
+        make_fallback_permanent(root, boot)
     verdict = decide(deployment, run_checks(root, conf, runner=runner, units=units))
     record = record_verdict(verdict, root)
     followups = tuple(run_followups(root, verdict, conf, runner))
     if verdict.verdict is Verdict.GREEN:
-        return HealthRun(verdict, record, bless(boot, ostree_arg), False, followups)
-    state = boot_state(boot, ostree_arg)
+        try:
+            note = bless(boot, ostree_arg)
+        except BootcPyError as exc:  # the verdict stands; say why the mark is missing
+            note = f"could not mark the boot good: {exc.message}"
+            log.error("%s", note)
+        return HealthRun(verdict, record, note, False, followups)
+    try:
+        state = boot_state(boot, ostree_arg)
+    except BootcPyError as exc:
+        log.error("cannot read the boot counter: %s", exc.message)
+        state = BootState(False, False)
     what = ("a counted try of a new deployment: rebooting" if state.counted
             else "not a counted try: no reboot")
     return HealthRun(verdict, record, what, state.counted, followups)
+
+
+# -- after a fallback: make it permanent, remember the bad image --------------------------------
+
+BAD_IMAGES = Path("var/lib/bootc-py/bad-images.json")
+
+
+@dataclass(frozen=True)
+class BadImage:
+    digest: str  # manifest digest the automatic updates must skip
+    imgref: str | None
+    deployment: str
+    recorded_at: str
+
+
+def read_bad_images(root: Path = Path("/")) -> list[BadImage]:
+    path = root / BAD_IMAGES
+    try:
+        data = json.loads(path.read_text())
+        return [BadImage(str(d["digest"]), d.get("imgref"), str(d["deployment"]),
+                         str(d["recorded_at"])) for d in data]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return []
+
+
+def record_bad_image(bad: BadImage, root: Path = Path("/")) -> Path:
+    path = root / BAD_IMAGES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = [b for b in read_bad_images(root) if b.digest != bad.digest] + [bad]
+    fd, tmp = tempfile.mkstemp(prefix=".bad-images.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump([asdict(b) for b in known], handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def is_bad_digest(digest: str | None, root: Path = Path("/")) -> bool:
+    """Automatic updates skip an image that fell back here, until a newer digest appears."""
+    return digest is not None and any(b.digest == digest for b in read_bad_images(root))
+
+
+def make_fallback_permanent(sysroot: Path, boot: Path, now: datetime | None = None
+                            ) -> BadImage | None:
+    """On the boot after the tries ran out: the booted (previous) deployment becomes the
+    default again, the bad one's digest is recorded, the bootloader's fallback state cleared."""
+    from bootc_py.bootloader import bootcount
+    from bootc_py.store.sysroot import Sysroot
+    from bootc_py.update import host as hostops
+
+    store = Sysroot(sysroot)
+    deps = [d for d in store.deployments() if not d.staged]
+    booted = next((d for d in deps if d.booted), None)
+    if booted is None or not deps or deps[0].key == booted.key:
+        return None
+    bad_dep = deps[0]
+    store.set_default(booted)
+    hostops.sync_bootloader(store)
+    if bootcount.grub_fell_back(boot):
+        bootcount.clear_grub_fallback(boot)
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    origin = bad_dep.origin
+    digest = origin.manifest_digest if origin else None
+    bad = BadImage(digest or f"commit:{bad_dep.checksum}",
+                   origin.imgref if origin else None, bad_dep.checksum, stamp)
+    record_bad_image(bad, sysroot)
+    log.warning("fell back from %s (%s): it is no longer the default, and automatic updates "
+                "skip it", bad.imgref or bad_dep.key, bad.digest)
+    return bad
