@@ -93,3 +93,14 @@ def test_oci_archive_on_a_directory_says_it_is_a_directory(tmp_path: Path) -> No
     assert res.returncode != 0
     assert one_line_error(res.stderr) == (
         f"error: {tmp_path} is a directory, not an OCI archive")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("/etc/passwd", "not a docker-archive tar (as written by 'docker save' or 'podman save')"),
+    ("/nonexistent.tar", "the file does not exist"),
+])
+def test_skopeo_failure_is_translated(tmp_path: Path, name: str, message: str) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), f"docker-archive:{name}")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == f"error: docker-archive:{name}: {message}"
+    assert "level=fatal" not in res.stderr

@@ -12,7 +12,7 @@ import pytest
 from bootc_py.errors import DigestMismatchError, ImageError, NotFoundError, UnsupportedError
 from bootc_py.image.cache import BlobCache, default_cache_dir
 from bootc_py.image.ref import parse_imgref
-from bootc_py.image.source import PullOptions, cached_image, pull, resolve
+from bootc_py.image.source import PullOptions, cached_image, pull, resolve, skopeo_error
 from oci_builder import LayerBuilder, OciLayout, sha256
 
 L1 = LayerBuilder().dir("etc").file("etc/os-release", b"ID=test\n")
@@ -212,3 +212,24 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == Path("/var/lib/bootc-py/cache")
     monkeypatch.setenv("BOOTC_PY_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path and PullOptions().cache_dir == tmp_path
+
+
+@pytest.mark.parametrize(("stderr", "message"), [
+    ('time="x" level=fatal msg="initializing source containers-storage:[overlay@/s+/r]docker.io/'
+     'library/nope:latest: reference \\"[overlay@/s+/r]docker.io/library/nope:latest\\" does '
+     'not resolve to an image ID: identifier is not an image"\n',
+     "containers-storage:nope: no such image in the container storage"),
+    ('time="x" level=fatal msg="initializing source docker-archive:/n.tar: opening file '
+     '\\"/n.tar\\": open /n.tar: no such file or directory"\n',
+     "containers-storage:nope: the file does not exist"),
+    ('time="x" level=fatal msg="initializing source docker-archive:/etc/passwd: loading tar '
+     'component manifest.json: archive/tar: invalid tar header"\n',
+     "containers-storage:nope: not a docker-archive tar (as written by 'docker save' or "
+     "'podman save')"),
+    ('time="x" level=fatal msg="something new"\n',
+     "skopeo could not read containers-storage:nope: something new"),
+])
+def test_skopeo_fatal_text_is_translated(stderr: str, message: str) -> None:
+    err = skopeo_error("containers-storage:nope", stderr)
+    assert err.message == message
+    assert "level=fatal" not in err.message
