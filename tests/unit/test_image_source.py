@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -233,3 +234,34 @@ def test_skopeo_fatal_text_is_translated(stderr: str, message: str) -> None:
     err = skopeo_error("containers-storage:nope", stderr)
     assert err.message == message
     assert "level=fatal" not in err.message
+
+
+def test_oci_archive_blobs_read_in_parallel_threads_are_intact(tmp_path: Path) -> None:
+    """Layers are fetched by parallel threads: each reads its member through its own file."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bootc_py.image.oci_layout import OciArchive
+
+    blobs = {f"blobs/sha256/{i:064x}": os.urandom(300_000 + i) for i in range(8)}
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        tar.add(tmp_path / "oci-layout", "oci-layout")
+        (tmp_path / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+        tar.add(tmp_path / "index.json", "index.json")
+        for name, data in blobs.items():
+            (tmp_path / "blob").write_bytes(data)
+            tar.add(tmp_path / "blob", name)
+    layout = OciArchive(archive)
+
+    def read(name: str) -> bytes:
+        with layout._open(name) as f:
+            chunks = []
+            while chunk := f.read(4096):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(read, blobs)) == list(blobs.values())
