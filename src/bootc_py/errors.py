@@ -121,5 +121,5 @@ class UpdateError(BootcPyError):
     """An upgrade, switch or rollback of an installed host cannot proceed."""
 
 
-class NoSpaceError(UpdateError):
-    """The sysroot lacks the space an update needs."""
+class NoSpaceError(BootcPyError):
+    """A filesystem lacks the space a write needs (before it starts, or ENOSPC during it)."""

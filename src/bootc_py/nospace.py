@@ -7,11 +7,7 @@ import shutil
 from pathlib import Path
 
 from bootc_py.disk.model import human_size
-from bootc_py.errors import BootcPyError
-
-
-class NoSpaceError(BootcPyError):
-    """A filesystem filled up (ENOSPC)."""
+from bootc_py.errors import NoSpaceError
 
 
 def mountpoint_of(path: Path) -> Path:

@@ -3,6 +3,7 @@ would fill a disk for good."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -93,3 +94,41 @@ def test_oci_archive_on_a_directory_says_it_is_a_directory(tmp_path: Path) -> No
     assert res.returncode != 0
     assert one_line_error(res.stderr) == (
         f"error: {tmp_path} is a directory, not an OCI archive")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("/etc/passwd", "not a docker-archive tar (as written by 'docker save' or 'podman save')"),
+    ("/nonexistent.tar", "the file does not exist"),
+])
+def test_skopeo_failure_is_translated(tmp_path: Path, name: str, message: str) -> None:
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path), f"docker-archive:{name}")
+    assert res.returncode != 0
+    assert one_line_error(res.stderr) == f"error: docker-archive:{name}: {message}"
+    assert "level=fatal" not in res.stderr
+
+
+def test_status_on_a_host_bootc_py_did_not_deploy_says_so_and_exits_0() -> None:
+    assert not Path("/ostree/repo").exists(), "this test needs a host that is not an install"
+    res = run_cli("status")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "System is not deployed via bootc-py.\n"
+    res = run_cli("status", "--json")
+    assert res.returncode == 0, res.stderr
+    host = json.loads(res.stdout)
+    assert host["kind"] == "BootcHost" and host["status"]["booted"] is None
+
+
+@pytest.mark.parametrize(("where", "why"), [
+    ("missing", "does not exist"),
+    ("file", "is not a directory"),
+    ("empty", "is not an ostree sysroot (no ostree/repo)"),
+])
+def test_status_sysroot_errors_name_the_path(tmp_path: Path, where: str, why: str) -> None:
+    path = tmp_path / where
+    if where == "file":
+        path.write_text("")
+    elif where == "empty":
+        path.mkdir()
+    res = run_cli("status", "--sysroot", str(path))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr) == f"error: --sysroot {path} {why}"

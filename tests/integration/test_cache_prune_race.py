@@ -21,7 +21,8 @@ def test_prune_all_waits_for_an_install_using_the_cache(synthetic: SyntheticImag
     install = subprocess.Popen(
         [str(BOOTC_PY), "--progress-fd", str(write_fd), "install", "to-disk", "--via-loopback",
          "--disk-size", "4G", "--source-imgref", synthetic.ref("v1"), "--cache-dir", str(cache),
-         str(disk)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd,))
+         str(disk)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd,),
+        env={**os.environ, "TMPDIR": str(tmp_path)})  # if it must be killed, nothing in /tmp
     os.close(write_fd)
     prune = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from bootc_py.errors import DigestMismatchError, ImageError, NotFoundError, UnsupportedError
 from bootc_py.image.cache import BlobCache, default_cache_dir
 from bootc_py.image.ref import parse_imgref
-from bootc_py.image.source import PullOptions, cached_image, pull, resolve
+from bootc_py.image.source import PullOptions, cached_image, pull, resolve, skopeo_error
 from oci_builder import LayerBuilder, OciLayout, sha256
 
 L1 = LayerBuilder().dir("etc").file("etc/os-release", b"ID=test\n")
@@ -212,3 +213,55 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == Path("/var/lib/bootc-py/cache")
     monkeypatch.setenv("BOOTC_PY_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path and PullOptions().cache_dir == tmp_path
+
+
+@pytest.mark.parametrize(("stderr", "message"), [
+    ('time="x" level=fatal msg="initializing source containers-storage:[overlay@/s+/r]docker.io/'
+     'library/nope:latest: reference \\"[overlay@/s+/r]docker.io/library/nope:latest\\" does '
+     'not resolve to an image ID: identifier is not an image"\n',
+     "containers-storage:nope: no such image in the container storage"),
+    ('time="x" level=fatal msg="initializing source docker-archive:/n.tar: opening file '
+     '\\"/n.tar\\": open /n.tar: no such file or directory"\n',
+     "containers-storage:nope: the file does not exist"),
+    ('time="x" level=fatal msg="initializing source docker-archive:/etc/passwd: loading tar '
+     'component manifest.json: archive/tar: invalid tar header"\n',
+     "containers-storage:nope: not a docker-archive tar (as written by 'docker save' or "
+     "'podman save')"),
+    ('time="x" level=fatal msg="something new"\n',
+     "skopeo could not read containers-storage:nope: something new"),
+])
+def test_skopeo_fatal_text_is_translated(stderr: str, message: str) -> None:
+    err = skopeo_error("containers-storage:nope", stderr)
+    assert err.message == message
+    assert "level=fatal" not in err.message
+
+
+def test_oci_archive_blobs_read_in_parallel_threads_are_intact(tmp_path: Path) -> None:
+    """Layers are fetched by parallel threads: each reads its member through its own file."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bootc_py.image.oci_layout import OciArchive
+
+    blobs = {f"blobs/sha256/{i:064x}": os.urandom(300_000 + i) for i in range(8)}
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        tar.add(tmp_path / "oci-layout", "oci-layout")
+        (tmp_path / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+        tar.add(tmp_path / "index.json", "index.json")
+        for name, data in blobs.items():
+            (tmp_path / "blob").write_bytes(data)
+            tar.add(tmp_path / "blob", name)
+    layout = OciArchive(archive)
+
+    def read(name: str) -> bytes:
+        with layout._open(name) as f:
+            chunks = []
+            while chunk := f.read(4096):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(read, blobs)) == list(blobs.values())

@@ -15,6 +15,15 @@ internals = typer.Typer(help="Internal commands run by bootc-py's own systemd un
                         no_args_is_help=True, hidden=True)
 
 
+# bootc's `status --json` on a host it did not deploy: a BootcHost with nothing booted.
+NOT_DEPLOYED = {
+    "apiVersion": "org.containers.bootc/v1", "kind": "BootcHost", "metadata": {"name": "host"},
+    "spec": {"image": None, "bootOrder": "default"},
+    "status": {"staged": None, "booted": None, "rollback": None, "rollbackQueued": False,
+               "type": None},
+}
+
+
 def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (same as --format=json)."),
     format: str = typer.Option(None, "--format", metavar="humanreadable|yaml|json",
@@ -38,6 +47,14 @@ def status(
         except ValueError:
             raise UsageError(f"unknown format '{format}'",
                              "use humanreadable, yaml or json") from None
+    if not (sysroot / "ostree/repo").is_dir():
+        if sysroot == Path("/"):  # as bootc does on a host it did not deploy: say so, exit 0
+            typer.echo(json.dumps(NOT_DEPLOYED, indent=2) if fmt is Format.JSON
+                       else "System is not deployed via bootc-py.")
+            return
+        why = ("does not exist" if not sysroot.exists() else "is not a directory"
+               if not sysroot.is_dir() else "is not an ostree sysroot (no ostree/repo)")
+        raise UsageError(f"--sysroot {sysroot} {why}", "give the mounted root of an install")
     host = read_status(sysroot)
     typer.echo(host.render(fmt, verbose=verbose, booted_only=booted), nl=False)
 

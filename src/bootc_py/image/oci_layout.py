@@ -7,6 +7,7 @@ file outside it. Blob content is verified by the caller (the cache verifies whil
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -131,6 +132,7 @@ class OciArchive(Layout):
 
     def __init__(self, path: Path) -> None:
         self.label = str(path)
+        self._path = Path(path)
         if Path(path).is_dir():
             raise ImageError(f"{path} is a directory, not an OCI archive",
                              f"for an OCI layout directory use oci:{path}")
@@ -162,6 +164,30 @@ class OciArchive(Layout):
         return f.read()
 
     def _open(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        f = self._tar.extractfile(self._member(name))
-        assert f is not None
-        return contextlib.closing(f)
+        # A file of its own per blob: layers are fetched by parallel threads, and the tar's
+        # shared file object would interleave their seeks and reads (corrupt data).
+        m = self._member(name)
+        raw = _MemberReader(open(self._path, "rb"), m.offset_data, m.size)  # noqa: SIM115
+        return contextlib.closing(io.BufferedReader(raw))
+
+
+class _MemberReader(io.RawIOBase):
+    """`size` bytes of `f` from `offset`: one tar member, read through its own file."""
+
+    def __init__(self, f: io.BufferedReader, offset: int, size: int) -> None:
+        self._f = f
+        self._left = size
+        f.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf)[:self._left]
+        n: int = self._f.readinto(view)
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -22,7 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bootc_py import log as blog
-from bootc_py.errors import DigestMismatchError, ImageError, UnsupportedError
+from bootc_py.errors import (
+    CommandError,
+    DigestMismatchError,
+    ImageError,
+    NotFoundError,
+    UnsupportedError,
+)
 from bootc_py.image import digest as dg
 from bootc_py.image import mediatypes as mt
 from bootc_py.image.cache import BlobCache, BlobWriter, ImageRecord, default_cache_dir
@@ -299,10 +306,30 @@ def _open_fetcher(ref: ImageRef, opts: PullOptions, cache: BlobCache) -> Iterato
             argv = ["skopeo", "copy", "--quiet"]
             if t is Transport.CONTAINERS_STORAGE:
                 argv += ["--override-arch", _norm_arch(opts.arch), "--override-os", opts.os]
-            run([*argv, str(ref), f"oci:{tmp}:image"], quiet=True)
+            try:
+                run([*argv, str(ref), f"oci:{tmp}:image"], quiet=True)
+            except CommandError as exc:
+                raise skopeo_error(str(ref), exc.stderr) from None
             yield _LayoutFetcher(OciDir(tmp), "image")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def skopeo_error(ref: str, stderr: str) -> ImageError:
+    """skopeo's `level=fatal msg="..."` as one line a user can act on."""
+    found = re.findall(r'level=fatal msg="((?:[^"\\]|\\.)*)"', stderr)
+    msg = found[-1].replace('\\"', '"') if found else (stderr.strip().splitlines() or [""])[-1]
+    if "does not resolve to an image ID" in msg or "identifier is not an image" in msg:
+        return NotFoundError(f"{ref}: no such image in the container storage",
+                             "list the images there with 'podman images'")
+    if "no such file or directory" in msg:
+        return NotFoundError(f"{ref}: the file does not exist")
+    if "invalid tar header" in msg or "manifest.json" in msg:
+        return ImageError(f"{ref}: not a docker-archive tar (as written by 'docker save' or "
+                          "'podman save')")
+    if "permission denied" in msg:
+        return ImageError(f"{ref}: permission denied", "run as root")
+    return ImageError(f"skopeo could not read {ref}: {msg.removeprefix('initializing source ')}")
 
 
 # The pull itself.
