@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,19 +187,50 @@ class Run:
     max_rss_mb: float
 
 
+def _vm_hwm_kib(pid: int) -> int | None:
+    """The peak resident set of `pid`'s current program (VmHWM, reset by exec), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
-    """Run a command to completion; wall time and the peak RSS of that process alone."""
+    """Run a command to completion; wall time and the peak RSS of that command alone.
+
+    Not wait4's ru_maxrss: Linux carries the high-water mark across exec, so a child forked
+    from this (large) benchmark process starts with our peak, and every command then showed
+    the same figure. VmHWM of the exec'd program, sampled until it exits, is its own peak.
+    """
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
     assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    peak_kib = 0
+    status = None
+    while status is None:
+        hwm = _vm_hwm_kib(proc.pid)      # read before reaping: after it, /proc/pid is gone
+        if hwm is not None:
+            peak_kib = max(peak_kib, hwm)
+        pid, raw = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            status = raw
+        else:
+            time.sleep(0.02)
     elapsed = time.monotonic() - t0
+    reader.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return Run(elapsed, usage.ru_maxrss / 1024)
+        err = b"".join(errors).decode(errors="replace")
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
+    return Run(elapsed, peak_kib / 1024)
 
 
 def median(runs: list[Run]) -> Run:

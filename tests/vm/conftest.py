@@ -12,6 +12,8 @@ When a test fails, the tail of every serial console it booted is added to its re
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 # pytest-timeout for a VM test without its own mark: room for an install and a few cold
 # boots (~1 min each, several times that when the machine is busy), not for a hang.
 VM_TEST_TIMEOUT = 1800
+BOOTC_PY = Path(sys.executable).parent / "bootc-py"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -131,3 +134,50 @@ def boot_check(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., 
         _remember(request, f"{name} ({workdir.name})", workdir / "serial.log")
         return _boot_check(*drives, name=name, workdir=workdir, **kwargs)
     return boot
+
+
+def qcow2_overlay(base: Path, path: Path) -> Path:
+    """A qcow2 over `base` (raw): a test boots its own copy; writes land in the overlay."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
+                    str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def installed_base(request: pytest.FixtureRequest, sample_images: SampleImages,
+                   tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`installed_base(*install_args, variant="v1")` -> a raw disk bootc-py installed with
+    `install to-disk --via-loopback --source-imgref <variant> *install_args`, made once per
+    session for each distinct set of arguments. Never boot it directly: take an overlay
+    (`installed_disk`), so every test starts from the freshly installed disk."""
+    require_tool(request.config, *VM_TOOLS)
+    made: dict[tuple[str, ...], Path] = {}
+
+    def get(*install_args: str, variant: str = "v1") -> Path:
+        key = (variant, *install_args)
+        if key not in made:
+            work = tmp_path_factory.mktemp(f"installed-{variant}")
+            disk = work / "disk.raw"
+            res = subprocess.run([str(BOOTC_PY), "install", "to-disk", "--via-loopback",
+                                  "--source-imgref", sample_images.ref(variant),
+                                  *install_args, str(disk)],
+                                 capture_output=True, text=True, timeout=1800)
+            assert res.returncode == 0, \
+                f"bootc-py install {' '.join(install_args)} failed:\n{res.stderr[-3000:]}"
+            made[key] = disk
+        return made[key]
+    return get
+
+
+@pytest.fixture
+def installed_disk(installed_base: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """`installed_disk(*install_args, variant="v1", name="disk")` -> a fresh qcow2 overlay (in
+    tmp_path) over a session-cached install: the install runs once, each test boots its own
+    first boot. E.g. `installed_disk("--bootloader=systemd", "--karg=console=ttyS0,115200n8")`.
+    """
+    counter = itertools.count(1)
+
+    def get(*install_args: str, variant: str = "v1", name: str = "disk") -> Path:
+        base = installed_base(*install_args, variant=variant)
+        return qcow2_overlay(base, tmp_path / f"{name}-{next(counter)}.qcow2")
+    return get

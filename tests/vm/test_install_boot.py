@@ -36,15 +36,25 @@ def bootc_py(*args: str) -> None:
     assert res.returncode == 0, f"bootc-py {' '.join(args)} failed:\n{res.stderr[-3000:]}"
 
 
-def install(sample_images: SampleImages, work: Path, *extra: str) -> Path:
+def install_args(work: Path, *extra: str) -> tuple[str, ...]:
     keys = work / "keys.pub"
     keys.write_text(KEY + "\n")
-    disk = work / "disk.raw"
-    bootc_py("install", "to-disk", "--via-loopback", "--source-imgref", sample_images.ref("v1"),
-             "--target-imgref", "docker://127.0.0.1:5000/bootc-py-fixture:v1",
-             "--root-ssh-authorized-keys", str(keys),
-             *[f"--karg={k}" for k in KARGS], *extra, str(disk))
-    return disk
+    return ("--target-imgref", "docker://127.0.0.1:5000/bootc-py-fixture:v1",
+            "--root-ssh-authorized-keys", str(keys), *[f"--karg={k}" for k in KARGS], *extra)
+
+
+# Installed once per session (conftest's installed_base): every test boots an overlay.
+@pytest.fixture(scope="session")
+def grub_disk(installed_base: Callable[..., Path],
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return installed_base(*install_args(tmp_path_factory.mktemp("grub")))
+
+
+@pytest.fixture(scope="session")
+def sdboot_disk(installed_base: Callable[..., Path],
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return installed_base(*install_args(tmp_path_factory.mktemp("sdboot"),
+                                        "--bootloader=systemd"))
 
 
 def overlay(base: Path, path: Path) -> Path:
@@ -52,16 +62,6 @@ def overlay(base: Path, path: Path) -> Path:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
                     str(path)], check=True)
     return path
-
-
-@pytest.fixture(scope="module")
-def grub_disk(sample_images: SampleImages, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install(sample_images, tmp_path_factory.mktemp("grub"))
-
-
-@pytest.fixture(scope="module")
-def sdboot_disk(sample_images: SampleImages, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install(sample_images, tmp_path_factory.mktemp("sdboot"), "--bootloader=systemd")
 
 
 def assert_installed(facts: dict[str, Any], sample_images: SampleImages) -> None:
@@ -114,19 +114,25 @@ def test_uefi_grub_boots_and_keeps_etc_and_var(grub_disk: Path, sample_images: S
 def test_bios_grub_boots(grub_disk: Path, sample_images: SampleImages, boot_check: BootCheck,
                          tmp_path: Path) -> None:
     disk = overlay(grub_disk, tmp_path / "bios-grub.qcow2")
-    facts = boot_check(Drive(disk), firmware="bios", script=FIRMWARE_PROBE, name="bios-grub")
+    probe = FIRMWARE_PROBE + "grep '^set timeout=' /boot/grub/grub.cfg\n"
+    facts = boot_check(Drive(disk), firmware="bios", script=probe, name="bios-grub")
     assert_installed(facts, sample_images)
-    assert "firmware=bios" in script_out(facts)
+    out = script_out(facts)
+    assert "firmware=bios" in out
+    # The sample image's /usr/lib/bootc-py/install says bootloader-timeout = 0: no menu wait.
+    assert "set timeout=0" in out.splitlines()
 
 
 def test_uefi_systemd_boot_boots(sdboot_disk: Path, sample_images: SampleImages,
                                  boot_check: BootCheck, tmp_path: Path) -> None:
     disk = overlay(sdboot_disk, tmp_path / "sdboot.qcow2")
-    probe = FIRMWARE_PROBE + "ls /boot/efi/loader/entries /boot/efi/EFI/systemd\n"
+    probe = FIRMWARE_PROBE + ("ls /boot/efi/loader/entries /boot/efi/EFI/systemd\n"
+                              "grep '^timeout' /boot/efi/loader/loader.conf\n")
     facts = boot_check(Drive(disk), firmware="uefi", script=probe, name="systemd-boot")
     assert_installed(facts, sample_images)
     out = script_out(facts)
     assert "firmware=uefi" in out and "systemd-bootx64.efi" in out
+    assert "timeout 0" in out  # the image's bootloader-timeout = 0
     assert "ostree-1-default.conf" in out
     # systemd-boot passes no BOOT_IMAGE= (GRUB does): this boot did not come through GRUB.
     assert not any(k.startswith("BOOT_IMAGE=") for k in facts["cmdline"].split())

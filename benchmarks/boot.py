@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Benchmark: cold boots of an installed sample disk to the guest's check line, by phase.
+
+    .venv/bin/python benchmarks/boot.py [--runs 3] [--firmware uefi --firmware bios]
+
+Builds the sample image v1 (from the fixture cache), installs it once with bootc-py
+(`install to-disk --via-loopback`: GRUB for BIOS and UEFI), then boots it cold `--runs` times
+per firmware, each boot on a fresh qcow2 overlay (first boot every time). Prints the median
+of each phase and the goal (<= 30 s median from qemu start to the check line):
+
+  firmware+loader  qemu start -> kernel start (the report's arrival minus the guest's uptime)
+  kernel / initrd / userspace   the guest's `systemd-analyze time`
+  report           userspace done -> the check line (the check unit collecting its facts)
+
+Run as root; the machine's other load shows in the figures: compare runs of one invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "vm-fixtures"))
+BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+GOAL_S = 30.0
+PHASES = ("firmware+loader", "kernel", "initrd", "userspace", "report", "to check line")
+
+from vmharness import Drive, boot_check  # noqa: E402
+from vmharness.samples import build_samples  # noqa: E402
+
+ANALYZE = re.compile(r"([\d.]+)(min|s|ms) \((kernel|initrd|userspace)\)")
+
+
+def seconds(value: str, unit: str) -> float:
+    return float(value) * {"min": 60.0, "s": 1.0, "ms": 0.001}[unit]
+
+
+def phases(facts: dict[str, Any]) -> dict[str, float]:
+    """The boot's phases in seconds, from the check report."""
+    line = " ".join(facts.get("boot_timing") or [])
+    found = {m[3]: seconds(m[1], m[2]) for m in ANALYZE.finditer(line)}
+    if set(found) != {"kernel", "initrd", "userspace"}:
+        raise SystemExit(f"cannot read systemd-analyze's line: {line!r}")
+    to_report = float(facts["harness"]["seconds_to_report"])
+    uptime_at_report = float(facts.get("check_timing", {}).get("collected", facts["uptime_s"]))
+    booted = sum(found.values())
+    return {"firmware+loader": to_report - uptime_at_report, **found,
+            "report": uptime_at_report - booted, "to check line": to_report}
+
+
+def install(work: Path) -> Path:
+    images = build_samples(work / "oci", ("v1",))
+    disk = work / "grub.raw"
+    subprocess.run([str(BOOTC_PY), "install", "to-disk", "--via-loopback",
+                    "--source-imgref", images.ref("v1"), "--karg=console=ttyS0,115200n8",
+                    str(disk)], check=True, stdout=subprocess.DEVNULL)
+    return disk
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--firmware", action="append", choices=("uefi", "bios"))
+    args = ap.parse_args()
+    firmwares = args.firmware or ["uefi", "bios"]
+    with tempfile.TemporaryDirectory(prefix="bootc-py-boot-bench-") as tmp:
+        work = Path(tmp)
+        base = install(work)
+        results: dict[str, list[dict[str, float]]] = {fw: [] for fw in firmwares}
+        for run in range(args.runs):
+            for fw in firmwares:  # interleaved: the machine's load hits both alike
+                disk = work / f"{fw}-{run}.qcow2"
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                                str(base), str(disk)], check=True)
+                facts = boot_check(Drive(disk), firmware=fw, workdir=work / f"vm-{fw}-{run}",
+                                   name=f"bench-{fw}-{run}")
+                if facts.get("failed_units"):
+                    raise SystemExit(f"{fw} boot {run}: failed units {facts['failed_units']}")
+                results[fw].append(phases(facts))
+                print(f"{fw} run {run + 1}: " + "  ".join(
+                    f"{k} {v:.1f}" for k, v in results[fw][-1].items()), flush=True)
+    print(f"\nmedian of {args.runs} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
+    ok = True
+    for fw, runs in results.items():
+        med = {p: statistics.median(r[p] for r in runs) for p in PHASES}
+        print(f"{fw:>28}:  " + "  ".join(f"{med[p]:15.1f}" for p in PHASES))
+        ok &= med["to check line"] <= GOAL_S
+    print(f"goal: <= {GOAL_S:.0f} s median to the check line: {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
