@@ -22,5 +22,6 @@ def update_agent(
     from bootc_py.update.agent import host_effects, run_agent
     from bootc_py.update.policy import ADMIN_FILE, load_policy
 
-    plan = run_agent(load_policy(admin=policy or ADMIN_FILE), host_effects(sysroot, quiet))
-    typer.echo(f"bootc-py update agent: {plan.describe()}")
+    # The agent logs its decision itself (the journal has it once); the exit code is 0 for
+    # every decision, an error for every failure.
+    run_agent(load_policy(admin=policy or ADMIN_FILE), host_effects(sysroot, quiet))
