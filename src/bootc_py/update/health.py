@@ -258,14 +258,7 @@ def record_verdict(verdict: HealthVerdict, root: Path = Path("/")) -> Path:
     directory = root / STATE_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{verdict.deployment}.json"
-    fd, tmp = tempfile.mkstemp(prefix=".verdict.", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(verdict.to_json(), handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    _write_json_atomically(path, verdict.to_json())
     return path
 
 
@@ -424,15 +417,20 @@ def record_bad_image(bad: BadImage, root: Path = Path("/")) -> Path:
     path = root / BAD_IMAGES
     path.parent.mkdir(parents=True, exist_ok=True)
     known = [b for b in read_bad_images(root) if b.digest != bad.digest] + [bad]
-    fd, tmp = tempfile.mkstemp(prefix=".bad-images.", dir=path.parent)
+    _write_json_atomically(path, [asdict(b) for b in known])
+    return path
+
+
+def _write_json_atomically(path: Path, data: object) -> None:
+    """Readers (status, the agent) see the old record or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump([asdict(b) for b in known], handle, indent=2)
+        json.dump(data, handle, indent=2)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
-    return path
 
 
 def is_bad_digest(digest: str | None, root: Path = Path("/")) -> bool:
