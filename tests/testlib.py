@@ -47,3 +47,13 @@ def cleanup_under(root: Path) -> list[str]:
         leaked.append(f"loop {name}")
         run(["losetup", "--detach", name], check=False)
     return leaked
+
+
+def check_golden(path: Path, text: str) -> None:
+    """`text` equals the golden file at `path`; BOOTC_PY_UPDATE_GOLDEN=1 rewrites it instead
+    (after an intended change)."""
+    if os.environ.get("BOOTC_PY_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path} (set BOOTC_PY_UPDATE_GOLDEN=1)"
+    assert text == path.read_text()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from bootc_py.disk.plan import (
     plan_disk,
 )
 from bootc_py.errors import DiskError, UsageError
+from testlib import check_golden as golden
 
 DATA = Path(__file__).parent / "data" / "disks"
 GOLDEN = DATA / "golden"
@@ -45,12 +45,7 @@ def plan_for(name: str, **kwargs: object) -> PartitionPlan:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("BOOTC_PY_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path} (set BOOTC_PY_UPDATE_GOLDEN=1)"
-    assert text == path.read_text()
+    golden(GOLDEN / name, text)
 
 
 GOLDEN_CASES: dict[str, tuple[str, dict[str, Any]]] = {

@@ -8,7 +8,6 @@ BOOTC_PY_UPDATE_GOLDEN=1.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from bootc_py.disk.layout import plan_layout
 from bootc_py.disk.model import GiB
 from bootc_py.kickstart.parse import parse
 from bootc_py.kickstart.translate import KickstartError, TranslateOptions, translate
+from testlib import check_golden as golden
 
 DATA = Path(__file__).parent / "data" / "kickstart"
 GOLDEN = DATA / "golden"
@@ -26,12 +26,7 @@ DISK = 20 * GiB
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("BOOTC_PY_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path} (set BOOTC_PY_UPDATE_GOLDEN=1)"
-    assert text == path.read_text()
+    golden(GOLDEN / name, text)
 
 
 def doc(name: str, text: str | None = None):  # type: ignore[no-untyped-def]
