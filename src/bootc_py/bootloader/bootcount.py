@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 REQUEST = "bootc-py/bootcount-request.json"  # relative to the /boot filesystem
 GRUBENV = "grub/grubenv"
+# Which deployment the GRUB counter belongs to (GRUB never loads it: only bootc-py reads it).
+ARMED = "bootc_py_armed"
 MAX_TRIES = 9  # the grub.cfg decrement is a lookup table; keep it short
 _COUNTED = re.compile(r"^(?P<base>.+?)\+(?P<left>\d+)(?:-(?P<done>\d+))?\.conf$")
 
@@ -156,14 +158,32 @@ def _editenv(boot: Path, *args: str) -> None:
     run(["grub-editenv", str(path), *args])
 
 
-def arm_grub(boot: Path, tries: int) -> None:
-    _editenv(boot, "set", f"boot_counter={check_tries(tries)}", "boot_success=0")
+def arm_grub(boot: Path, tries: int, deployment: str | None = None) -> None:
+    values = [f"boot_counter={check_tries(tries)}", "boot_success=0"]
+    if deployment is not None:
+        values.append(f"{ARMED}={deployment}")
+    _editenv(boot, "set", *values)
+
+
+def grub_disarm_needed(env: Mapping[str, str], default: str | None) -> bool:
+    """Pure: the counter counts tries of the deployment it was armed for; once another one is
+    the default (a rollback, a permanent fallback), it must stop, or a later run-out would
+    start the entry after the new default. -1 (fell back) is left for the health check."""
+    counter = env.get("boot_counter")
+    armed = env.get(ARMED)
+    return counter is not None and counter != "-1" and armed is not None and armed != default
+
+
+def disarm_grub(boot: Path) -> None:
+    _editenv(boot, "unset", "boot_counter")
+    _editenv(boot, "unset", ARMED)
 
 
 def bless_grub(boot: Path) -> None:
     """A green boot: greenboot-grub2-set-success does exactly this."""
     _editenv(boot, "set", "boot_success=1")
     _editenv(boot, "unset", "boot_counter")
+    _editenv(boot, "unset", ARMED)
 
 
 def grub_fell_back(boot: Path) -> bool:
@@ -173,6 +193,7 @@ def grub_fell_back(boot: Path) -> bool:
 
 def clear_grub_fallback(boot: Path) -> None:
     _editenv(boot, "unset", "boot_counter")
+    _editenv(boot, "unset", ARMED)
 
 
 # -- systemd-boot (BLS boot counting on the ESP) ------------------------------------------------

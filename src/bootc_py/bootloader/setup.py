@@ -144,8 +144,13 @@ def update(boot: Path, *, setup: BootloaderSetup | None = None,
     request = bootcount.read_request(boot)
     arm = bootcount.entry_to_arm(request, entries, sysroot)
     tries = request.tries if request is not None and arm is not None else 0
-    if arm is not None and (setup.grub_bios or setup.grub_efi):
-        bootcount.arm_grub(boot, tries)
+    if setup.grub_bios or setup.grub_efi:
+        if arm is not None and request is not None:
+            bootcount.arm_grub(boot, tries, request.deployment)
+        elif entries and bootcount.grub_disarm_needed(
+                bootcount.read_grubenv(boot), bootcount.deployment_of(entries[0], sysroot)):
+            bootcount.disarm_grub(boot)
+            done.append("grubenv: boot counter dropped (another deployment is the default)")
     if setup.grub_bios or setup.grub_efi:
         prefix = setup.grub_prefix.removesuffix("/grub")  # "" or "/boot"
         grub.write_grub_cfg(boot, grub.render_grub_cfg(entries, setup.boot_uuid,

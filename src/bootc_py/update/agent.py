@@ -142,9 +142,9 @@ def run_agent(policy: PolicyConfig, effects: AgentEffects,
 def stage_with_upgrade(sysroot: Path, quiet: bool = True) -> StageOutcome:
     """Fetch and stage through the upgrade verb (`bootc-py upgrade --quiet`, no reboot:
     rebooting is the agent's decision)."""
-    from bootc_py.update.upgrade import upgrade
+    from bootc_py.update.health import guarded_upgrade
 
-    result = upgrade(sysroot, quiet=quiet)
+    result = guarded_upgrade(sysroot, quiet)  # skips (and drops) images that fell back
     return StageOutcome(staged=result.staged, changed=result.deployed, image=result.imgref,
                         digest=result.new_digest, message=result.message)
 

@@ -27,9 +27,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootc_py.errors import BootcPyError, CommandError, ConfigError, TimeoutExpired
 from bootc_py.run import run
+
+if TYPE_CHECKING:
+    from bootc_py.update.upgrade import UpgradeResult
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ ETC_DIR = Path("etc/greenboot/check")
 CONF = Path("etc/greenboot/greenboot.conf")
 STATE_DIR = Path("var/lib/bootc-py/health")
 SCRIPT_TIMEOUT = 300.0
+MAX_BOOT_ATTEMPTS = 9  # bootloader/bootcount.py's MAX_TRIES: the grub.cfg countdown's length
 BUILTIN_UNITS = "bootc-py:no-failed-units"
 OWN_UNIT = "bootc-py-healthcheck.service"
 
@@ -87,9 +92,11 @@ def parse_greenboot_conf(text: str, where: str = "/etc/greenboot/greenboot.conf"
 
     defaults = GreenbootConf()
     attempts = one("GREENBOOT_MAX_BOOT_ATTEMPTS")
-    if attempts is not None and (not attempts.isdigit() or int(attempts) < 1):
+    if attempts is not None and (not attempts.isdigit()
+                                 or not 1 <= int(attempts) <= MAX_BOOT_ATTEMPTS):
         raise ConfigError(f"{where}: GREENBOOT_MAX_BOOT_ATTEMPTS={attempts!r} is not a "
-                          "positive number", "e.g. GREENBOOT_MAX_BOOT_ATTEMPTS=3")
+                          f"number from 1 to {MAX_BOOT_ATTEMPTS}",
+                          "e.g. GREENBOOT_MAX_BOOT_ATTEMPTS=3")
     units = one("BOOTC_PY_CHECK_FAILED_UNITS")
     if units is not None and units.lower() not in ("true", "false", "yes", "no", "1", "0"):
         raise ConfigError(f"{where}: BOOTC_PY_CHECK_FAILED_UNITS={units!r} is not a boolean",
@@ -310,7 +317,9 @@ def boot_state(boot: Path, booted_ostree: str) -> BootState:
     if setup.systemd_boot:
         esp = esp_writer(setup)
         counted = bootcount.booted_counted_entry(esp, booted_ostree)
-        return BootState(counted is not None and not counted.bad,
+        # The last try is booted as "+0-N": still a counted try (a red verdict must reboot
+        # so that systemd-boot starts the next entry).
+        return BootState(counted is not None,
                          bootcount.has_bad_entry(esp) and counted is None)
     return BootState(False, False)
 
@@ -367,6 +376,7 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
     deployment = booted_deployment(root, cmdline)
     if boot_state(boot, ostree_arg).fell_back:
         make_fallback_permanent(root, boot)
+    drop_stale_request(root, boot)
     verdict = decide(deployment, run_checks(root, conf, runner=runner, units=units))
     record = record_verdict(verdict, root)
     followups = tuple(run_followups(root, verdict, conf, runner))
@@ -398,6 +408,19 @@ class BadImage:
     imgref: str | None
     deployment: str
     recorded_at: str
+    fell_back_to: str | None = None  # the deployment the bootloader started instead
+    reason: str = ""  # what the bad deployment's boots showed ("red: x.sh", "no verdict")
+
+    def describe(self) -> str:
+        what = f"{self.imgref or '(no image reference)'} {self.digest}"
+        back = f" to {self.fell_back_to[:12]}" if self.fell_back_to else ""
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{what}: fell back{back} at {self.recorded_at}{why}"
+
+    def to_bootc(self) -> dict[str, object]:
+        return {"imageDigest": self.digest, "image": self.imgref,
+                "deployment": self.deployment, "fellBackTo": self.fell_back_to,
+                "recordedAt": self.recorded_at, "reason": self.reason}
 
 
 def read_bad_images(root: Path = Path("/")) -> list[BadImage]:
@@ -405,7 +428,8 @@ def read_bad_images(root: Path = Path("/")) -> list[BadImage]:
     try:
         data = json.loads(path.read_text())
         return [BadImage(str(d["digest"]), d.get("imgref"), str(d["deployment"]),
-                         str(d["recorded_at"])) for d in data]
+                         str(d["recorded_at"]), d.get("fell_back_to"), str(d.get("reason", "")))
+                for d in data]
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -433,9 +457,25 @@ def _write_json_atomically(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+def bad_image(digest: str | None, root: Path = Path("/")) -> BadImage | None:
+    if digest is None:
+        return None
+    return next((b for b in read_bad_images(root) if b.digest == digest), None)
+
+
 def is_bad_digest(digest: str | None, root: Path = Path("/")) -> bool:
     """Automatic updates skip an image that fell back here, until a newer digest appears."""
-    return digest is not None and any(b.digest == digest for b in read_bad_images(root))
+    return bad_image(digest, root) is not None
+
+
+def fallback_reason(verdict: HealthVerdict | None) -> str:
+    """Pure: what the bad deployment's last boot showed, for the record."""
+    if verdict is None:
+        return "no health verdict: its boots never reached the health checks"
+    if verdict.verdict is Verdict.RED:
+        return f"red at {verdict.checked_at}: " + ", ".join(
+            f"{r.name} {r.detail}" for r in verdict.failed_required)
+    return f"last verdict green at {verdict.checked_at}, later boots did not finish"
 
 
 def make_fallback_permanent(sysroot: Path, boot: Path, now: datetime | None = None
@@ -450,18 +490,99 @@ def make_fallback_permanent(sysroot: Path, boot: Path, now: datetime | None = No
     deps = [d for d in store.deployments() if not d.staged]
     booted = next((d for d in deps if d.booted), None)
     if booted is None or not deps or deps[0].key == booted.key:
+        if bootcount.grub_fell_back(boot):
+            bootcount.clear_grub_fallback(boot)
         return None
     bad_dep = deps[0]
     store.set_default(booted)
+    bootcount.clear_request(boot)
     hostops.sync_bootloader(store)
     if bootcount.grub_fell_back(boot):
         bootcount.clear_grub_fallback(boot)
     stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     origin = bad_dep.origin
-    digest = origin.manifest_digest if origin else None
+    digest = store.commit_info(bad_dep.checksum).manifest_digest or \
+        (origin.manifest_digest if origin else None)
     bad = BadImage(digest or f"commit:{bad_dep.checksum}",
-                   origin.imgref if origin else None, bad_dep.checksum, stamp)
+                   origin.imgref if origin else None, bad_dep.checksum, stamp,
+                   booted.checksum, fallback_reason(read_verdict(bad_dep.checksum, sysroot)))
     record_bad_image(bad, sysroot)
     log.warning("fell back from %s (%s): it is no longer the default, and automatic updates "
                 "skip it", bad.imgref or bad_dep.key, bad.digest)
     return bad
+
+
+# -- boot counting for what the updater stages -------------------------------------------------
+
+def boot_attempts(root: Path = Path("/")) -> int:
+    """GREENBOOT_MAX_BOOT_ATTEMPTS of the running system (a bad greenboot.conf fails here,
+    before anything is fetched)."""
+    return read_greenboot_conf(root).max_boot_attempts
+
+
+def request_boot_count(boot: Path, deployment: str, tries: int) -> Path:
+    """After staging: the bootloader sync at shutdown gives `deployment` `tries` boots once
+    ostree has made it the default (a newer stage replaces the request)."""
+    from bootc_py.bootloader import bootcount
+
+    path = bootcount.request_tries(boot, deployment, tries)
+    log.info("boot counting: %s gets %d tries when it is finalized", deployment[:12], tries)
+    return path
+
+
+def drop_stale_request(root: Path, boot: Path) -> bool:
+    """At boot nothing is staged yet, so a request left over (a staged deployment a
+    download-only lock or a crash kept from being finalized) is dropped."""
+    from bootc_py.bootloader import bootcount
+    from bootc_py.store.sysroot import Sysroot
+
+    if bootcount.read_request(boot) is None:
+        return False
+    try:
+        if Sysroot(root).staged() is not None:  # staged since boot: its request stands
+            return False
+    except BootcPyError as exc:
+        log.warning("cannot list deployments: %s", exc.message)
+        return False
+    bootcount.clear_request(boot)
+    log.info("dropped a boot-count request whose staged deployment is gone")
+    return True
+
+
+# -- automatic updates skip what fell back ---------------------------------------------------------
+
+def skip_reason(root: Path) -> Callable[[str], str | None]:
+    """For the upgrade: why an image digest must not be staged automatically (None: go)."""
+    def reason(digest: str) -> str | None:
+        bad = bad_image(digest, root)
+        return None if bad is None else f"it fell back at {bad.recorded_at}"
+    return reason
+
+
+def drop_bad_staged(sysroot: Path) -> str | None:
+    """A staged deployment of a digest recorded bad does not boot: drop it (and its
+    boot-count request). Returns what was dropped."""
+    from bootc_py.bootloader import bootcount
+    from bootc_py.store.sysroot import Sysroot
+
+    store = Sysroot(sysroot)
+    staged = store.staged()
+    if staged is None:
+        return None
+    digest = store.commit_info(staged.checksum).manifest_digest or \
+        (staged.origin.manifest_digest if staged.origin else None)
+    if not is_bad_digest(digest, sysroot):
+        return None
+    store.drop_staged()
+    bootcount.clear_request(sysroot / "boot")
+    log.warning("dropped the staged deployment of %s: it fell back before", digest)
+    return digest
+
+
+def guarded_upgrade(sysroot: Path, quiet: bool = True) -> UpgradeResult:
+    """The automatic updater's upgrade: a staged bad image is dropped, a bad digest on the
+    registry is skipped (a newer one is taken)."""
+    from bootc_py.update.upgrade import upgrade
+
+    drop_bad_staged(sysroot)
+    return upgrade(sysroot, quiet=quiet, skip=skip_reason(sysroot))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootc_py.bootloader import bootcount
 from bootc_py.errors import UpdateError
 from bootc_py.store.sysroot import Deployment, Sysroot, current_of, rollback_of
 from bootc_py.update import host as hostops
@@ -55,6 +56,9 @@ def rollback(sysroot: Path, *, apply: bool = False) -> RollbackResult:
     plan = plan_rollback(store.deployments())
     store.set_default(plan.new_default)
     (store.state_dir / "downloaded").unlink(missing_ok=True)
+    # A dropped staged deployment takes its boot-count request along (the sync below also
+    # stops a GRUB counter armed for a deployment that is no longer the default).
+    bootcount.clear_request(store.root / "boot")
     if store.is_booted:
         store.lock_staged(False)
     hostops.sync_bootloader(store)

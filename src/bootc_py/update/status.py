@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bootc_py.store.sysroot import Deployment, Sysroot, current_of, image_reference
-from bootc_py.update import cached_update, yaml_out
+from bootc_py.update import cached_update, health, yaml_out
 from bootc_py.update.cached_update import CachedUpdate
+from bootc_py.update.health import BadImage, HealthVerdict
 
 API_VERSION = "org.containers.bootc/v1"
+# Extension keys (bootc ignores fields it does not know; present only when there is a record).
+HEALTH_KEY = "bootc-py.health"
+BAD_IMAGES_KEY = "bootc-py.badImages"
 
 
 class Format(StrEnum):
@@ -44,9 +48,18 @@ class DeploymentStatus:
     architecture: str | None
     cached_update: CachedUpdate | None = None
     download_only: bool = False
+    health: HealthVerdict | None = None  # the last health verdict recorded for it
 
     def image_spec(self) -> dict[str, Any] | None:
         return image_reference(self.imgref) if self.imgref else None
+
+    def health_bootc(self) -> dict[str, Any] | None:
+        if self.health is None:
+            return None
+        return {"verdict": self.health.verdict.value, "checkedAt": self.health.checked_at,
+                "failed": [f"{r.name}: {r.detail}" for r in self.health.failed_required],
+                "warnings": [f"{r.name}: {r.detail}" for r in self.health.warnings],
+                "checks": len(self.health.results)}
 
     def to_bootc(self) -> dict[str, Any]:
         image = None
@@ -54,6 +67,7 @@ class DeploymentStatus:
         if spec is not None:
             image = {"image": spec, "version": self.version, "timestamp": self.timestamp,
                      "imageDigest": self.manifest_digest, "architecture": self.architecture}
+        extra = {HEALTH_KEY: self.health_bootc()} if self.health is not None else {}
         return {
             "image": image,
             "cachedUpdate": self.cached_update.to_bootc() if self.cached_update else None,
@@ -61,6 +75,7 @@ class DeploymentStatus:
             "store": "ostreeContainer",
             "ostree": {"checksum": self.checksum, "deploySerial": self.serial,
                        "stateroot": self.stateroot},
+            **extra,
         }
 
 
@@ -69,6 +84,7 @@ class HostStatus:
     sysroot: Path
     deployments: tuple[DeploymentStatus, ...]
     is_booted: bool
+    bad_images: tuple[BadImage, ...] = ()  # images that fell back here (auto-updates skip)
 
     @property
     def booted(self) -> DeploymentStatus | None:
@@ -118,6 +134,8 @@ class HostStatus:
                 "type": "bootcHost" if self.deployments else None,
             },
         }
+        if self.bad_images:
+            data["status"][BAD_IMAGES_KEY] = [b.to_bootc() for b in self.bad_images]
         if not self.is_booted:
             # Offline (not booted from this sysroot): bootc has no words for it, so list the
             # deployments in boot order as an extension.
@@ -157,6 +175,8 @@ class HostStatus:
             if verbose or dep.pinned:
                 lines.append(f"    Deployment: {dep.stateroot} {dep.checksum[:12]}.{dep.serial}"
                              + ("  (pinned)" if dep.pinned else ""))
+            if dep.health is not None:
+                lines.append(f"        Health: {dep.health.summary()}")
             if dep.cached_update is not None:
                 update = dep.cached_update
                 lines.append(f"  Update found: {update.version or '-'} "
@@ -164,6 +184,9 @@ class HostStatus:
             lines.append("")
         if self.rollback_queued and not booted_only:
             lines.append("Rollback is queued: the next boot starts the rollback image.")
+        if self.bad_images and not booted_only:
+            lines.append("Fell back (automatic updates skip these until a newer image):")
+            lines += [f"  {b.describe()}" for b in self.bad_images]
         return "\n".join(lines).rstrip() + "\n"
 
 
@@ -180,7 +203,9 @@ def _status_of(sysroot: Sysroot, dep: Deployment, cached: CachedUpdate | None,
         booted=dep.booted, staged=dep.staged, pinned=dep.pinned, imgref=imgref,
         manifest_digest=digest, version=info.version, timestamp=info.created,
         architecture=info.architecture, cached_update=relevant,
-        download_only=dep.staged and locked)
+        download_only=dep.staged and locked,
+        # /var is the stateroot's: ostree/deploy/<stateroot>/var, booted or not.
+        health=health.read_verdict(dep.checksum, dep.var.parent))
 
 
 def read_status(root: Path = Path("/")) -> HostStatus:
@@ -193,4 +218,6 @@ def read_status(root: Path = Path("/")) -> HostStatus:
         _status_of(sysroot, d, cached if current is not None and d.key == current.key else None,
                    locked)
         for d in deps)
-    return HostStatus(root, statuses, sysroot.is_booted)
+    current_var = current.var.parent if current is not None else root
+    return HostStatus(root, statuses, sysroot.is_booted,
+                      tuple(health.read_bad_images(current_var)))

@@ -19,7 +19,7 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from bootc_py.image.ref import ImageRef, Transport, parse_imgref
 from bootc_py.image.source import Image, Layer, PullOptions, human_size, pull, resolve
 from bootc_py.store.importer import import_image, layer_ref
 from bootc_py.store.sysroot import Deployment, Origin, Sysroot, current_of
-from bootc_py.update import cached_update
+from bootc_py.update import cached_update, health
 from bootc_py.update import host as hostops
 from bootc_py.update.cached_update import CachedUpdate
 
@@ -239,6 +239,8 @@ def _remove_partial(sysroot: Sysroot) -> None:
 def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOptions, *,
                stateroot: str, retain: bool = False) -> tuple[Image, Deployment]:
     """Fetch what the plan says, import, deploy, clean up, and let the bootloader follow."""
+    # Boot counting: a bad greenboot.conf fails here, before anything is fetched.
+    tries = health.boot_attempts(sysroot.root) if plan.stage else 0
     fetch = {x.diff_id for x in plan.fetch}
     image = pull(ref, opts, skip=lambda layer: layer.diff_id not in fetch)
     if image.manifest_digest != plan.new_digest:
@@ -269,6 +271,8 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
         record.unlink(missing_ok=True)
     if not plan.download_only and plan.stage:
         sysroot.lock_staged(False)
+    if plan.stage:  # the new deployment gets N tries once finalized (a newer stage replaces)
+        health.request_boot_count(sysroot.root / "boot", dep.checksum, tries)
     if not retain:
         sysroot.cleanup()
     if not plan.stage:
@@ -307,8 +311,12 @@ def _from_downloaded(sysroot: Sysroot, deps: tuple[Deployment, ...], apply: bool
 
 def update_to(sysroot: Sysroot, imgref: str, *, check: bool = False, apply: bool = False,
               download_only: bool = False, retain: bool = False,
-              pull_options: PullOptions | None = None) -> UpgradeResult:
-    """Move the host to the image `imgref` (upgrade: the one it follows; switch: a new one)."""
+              pull_options: PullOptions | None = None,
+              skip: Callable[[str], str | None] | None = None) -> UpgradeResult:
+    """Move the host to the image `imgref` (upgrade: the one it follows; switch: a new one).
+
+    `skip(digest)` gives a reason not to stage that image (the automatic updater's list of
+    images that fell back); then nothing is fetched or staged."""
     deps, current = _current(sysroot)
     ref = parse_imgref(imgref)
     imgref = str(ref)
@@ -328,6 +336,11 @@ def update_to(sysroot: Sysroot, imgref: str, *, check: bool = False, apply: bool
         free_bytes=_free_bytes(sysroot.root), stage=sysroot.is_booted,
         download_only=download_only)
     log.debug("update plan:\n%s", plan.render())
+    why = skip(plan.new_digest) if skip is not None and plan.action is Action.DEPLOY else None
+    if why is not None:
+        return UpgradeResult(imgref, current_digest, plan.new_digest, plan.version, False,
+                             False, False, download_only, 0, 0, 0, None, False,
+                             f"Skipping {imgref} {dg.short(plan.new_digest)}: {why}.")
     available = plan.action is not Action.NONE
     base = UpgradeResult(imgref, current_digest, plan.new_digest, plan.version, available,
                          False, False, download_only, 0, 0, len(plan.reuse), None, False, "")
@@ -379,7 +392,8 @@ def update_to(sysroot: Sysroot, imgref: str, *, check: bool = False, apply: bool
 
 def upgrade(sysroot: Path, *, check: bool = False, apply: bool = False, quiet: bool = False,
             download_only: bool = False, from_downloaded: bool = False, tag: str | None = None,
-            pull_options: PullOptions | None = None) -> UpgradeResult:
+            pull_options: PullOptions | None = None,
+            skip: Callable[[str], str | None] | None = None) -> UpgradeResult:
     """Upgrade the host at `sysroot` ("/" when booted) to the newest image it follows.
 
     check          fetch only the manifest and config; record the result as cachedUpdate
@@ -390,6 +404,7 @@ def upgrade(sysroot: Path, *, check: bool = False, apply: bool = False, quiet: b
     from_downloaded  let a --download-only update apply, without contacting the registry
     tag            follow another tag of the same image from now on
     pull_options   TLS/auth/arch overrides (the cache is always the sysroot's own)
+    skip           digest -> a reason not to stage it (see update_to)
 
     Raises UsageError, UpdateError (NoSpaceError), RegistryError, StoreError.
     """
@@ -406,4 +421,4 @@ def upgrade(sysroot: Path, *, check: bool = False, apply: bool = False, quiet: b
             return _from_downloaded(store, deps, apply)
         imgref = str(_with_tag(_following(current).ref, tag))
         return update_to(store, imgref, check=check, apply=apply, download_only=download_only,
-                         pull_options=pull_options)
+                         pull_options=pull_options, skip=skip)
