@@ -14,6 +14,8 @@ from bootc_py.update.health import GreenbootConf, Verdict
 
 
 def script(root: Path, stage: str, name: str, body: str, where: Path = health.USR_DIR) -> None:
+    if stage in ("green.d", "red.d"):  # greenboot keeps these beside check/, not in it
+        where = where.parent
     base = root / where / stage
     base.mkdir(parents=True, exist_ok=True)
     (base / name).write_text(f"#!/bin/bash\n{body}\n")  # no exec bit: greenboot runs bash

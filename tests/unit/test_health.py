@@ -21,7 +21,10 @@ NOW = datetime(2026, 12, 1, 21, 0, tzinfo=UTC)
 
 
 def script(root: Path, where: str, stage: str, name: str, body: str = "exit 0") -> Path:
-    base = root / (health.USR_DIR if where == "usr" else health.ETC_DIR) / stage
+    """A script where greenboot keeps it: .../greenboot/check/{required.d,wanted.d}, but
+    .../greenboot/{green.d,red.d} (beside check/)."""
+    prefix = "usr/lib/greenboot" if where == "usr" else "etc/greenboot"
+    base = root / prefix / ("" if stage in ("green.d", "red.d") else "check") / stage
     base.mkdir(parents=True, exist_ok=True)
     path = base / name
     path.write_text(f"#!/bin/bash\n{body}\n")
@@ -100,6 +103,7 @@ def test_green_d_or_red_d_follow_the_verdict(tmp_path: Path) -> None:
     red = health.decide(CSUM, [health.CheckResult("x", CheckKind.REQUIRED, False, "exit 1", 0)])
     assert health.run_followups(tmp_path, red, conf, runner) == ["r.sh"]
     assert [p.name for p in runner.ran] == ["g.sh", "r.sh"]
+    assert runner.ran[1] == tmp_path / "etc/greenboot/red.d/r.sh"  # greenboot's place
 
 
 def test_greenboot_conf_parsing() -> None:

@@ -19,6 +19,9 @@ def healthcheck(
     from bootc_py.update.health import BootUnhealthy, healthcheck
 
     result = healthcheck(root, boot)
+    if result.fallback is not None:
+        typer.echo(f"bootc-py: the bootloader fell back from {result.fallback.describe()}; "
+                   "this deployment is the default again, automatic updates skip that image")
     verdict = result.verdict
     for check in verdict.results:
         typer.echo(f"  {check.kind.value:8} {check.name}: {check.detail}")

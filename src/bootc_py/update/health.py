@@ -2,7 +2,7 @@
 
     /usr/lib/greenboot/check/{required.d,wanted.d}/*.sh   from the image
     /etc/greenboot/check/{required.d,wanted.d}/*.sh       the admin's (same name overrides /usr)
-    .../green.d/*.sh  or  .../red.d/*.sh                  run after the verdict
+    {/usr/lib,/etc}/greenboot/{green.d,red.d}/*.sh        run after the verdict
     /etc/greenboot/greenboot.conf                         GREENBOOT_MAX_BOOT_ATTEMPTS (3),
                                                           DISABLED_HEALTHCHECKS=("a.sh" ...)
 
@@ -120,11 +120,19 @@ def read_greenboot_conf(root: Path = Path("/")) -> GreenbootConf:
         GreenbootConf()
 
 
+def stage_dirs(root: Path, stage: str) -> tuple[Path, Path]:
+    """greenboot's places: checks under .../greenboot/check/, green.d and red.d beside check/
+    (/usr/lib/greenboot/red.d, /etc/greenboot/red.d)."""
+    if stage in ("green.d", "red.d"):
+        return root / USR_DIR.parent / stage, root / ETC_DIR.parent / stage
+    return root / USR_DIR / stage, root / ETC_DIR / stage
+
+
 def scripts(root: Path, stage: str) -> list[Path]:
     """`*.sh` of a stage dir (required.d, wanted.d, green.d, red.d): /etc overrides /usr by
     name; run in name order."""
     found: dict[str, Path] = {}
-    for base in (root / USR_DIR / stage, root / ETC_DIR / stage):
+    for base in stage_dirs(root, stage):
         if base.is_dir():
             for path in base.iterdir():
                 if path.name.endswith(".sh") and path.is_file():
@@ -364,6 +372,7 @@ class HealthRun:
     bootloader: str  # what was done in the bootloader
     reboot: bool  # red, and a counted try: reboot so the bootloader counts the next one
     followup_failures: tuple[str, ...] = ()
+    fallback: BadImage | None = None  # this boot is a fallback, now made permanent
 
 
 def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
@@ -374,8 +383,8 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
     conf = read_greenboot_conf(root)
     ostree_arg = booted_ostree_arg(cmdline)
     deployment = booted_deployment(root, cmdline)
-    if boot_state(boot, ostree_arg).fell_back:
-        make_fallback_permanent(root, boot)
+    fallback = make_fallback_permanent(root, boot) if boot_state(boot, ostree_arg).fell_back \
+        else None
     drop_stale_request(root, boot)
     verdict = decide(deployment, run_checks(root, conf, runner=runner, units=units))
     record = record_verdict(verdict, root)
@@ -386,7 +395,7 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
         except BootcPyError as exc:  # the verdict stands; say why the mark is missing
             note = f"could not mark the boot good: {exc.message}"
             log.error("%s", note)
-        return HealthRun(verdict, record, note, False, followups)
+        return HealthRun(verdict, record, note, False, followups, fallback)
     try:
         state = boot_state(boot, ostree_arg)
     except BootcPyError as exc:
@@ -394,7 +403,7 @@ def healthcheck(root: Path = Path("/"), boot: Path = Path("/boot"), *,
         state = BootState(False, False)
     what = ("a counted try of a new deployment: rebooting" if state.counted
             else "not a counted try: no reboot")
-    return HealthRun(verdict, record, what, state.counted, followups)
+    return HealthRun(verdict, record, what, state.counted, followups, fallback)
 
 
 # -- after a fallback: make it permanent, remember the bad image --------------------------------
