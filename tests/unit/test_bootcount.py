@@ -156,3 +156,36 @@ def test_corrupt_request_is_dropped(tmp_path: Path) -> None:
     (tmp_path / bootcount.REQUEST).write_text('{"tries": 99, "deployment": "x"}')
     assert bootcount.read_request(tmp_path) is None
     assert not (tmp_path / bootcount.REQUEST).exists()
+
+
+@pytest.mark.parametrize(("env", "default", "disarm"), [
+    ({"boot_counter": "2", bootcount.ARMED: "n"}, "n", False),   # still the armed default
+    ({"boot_counter": "2", bootcount.ARMED: "n"}, "o", True),    # a rollback moved it
+    ({"boot_counter": "0", bootcount.ARMED: "n"}, None, True),   # default not a deployment
+    ({"boot_counter": "-1", bootcount.ARMED: "n"}, "o", False),  # fell back: health's job
+    ({"boot_counter": "2"}, "o", False),                         # armed before the marker
+    ({"boot_success": "1"}, "o", False),                         # nothing counted
+])
+def test_grub_counter_stops_when_another_deployment_is_the_default(
+        env: dict[str, str], default: str | None, disarm: bool) -> None:
+    assert bootcount.grub_disarm_needed(env, default) is disarm
+
+
+def test_last_systemd_boot_try_is_still_counted_and_the_next_boot_fell_back(
+        tmp_path: Path) -> None:
+    from bootc_py.update.health import BootState, esp_boot_state
+
+    esp = _esp(tmp_path)
+    boot = make_boot(tmp_path / "one", {1: "a" * 8, 2: "b" * 8})
+    entries = read_entries(boot)
+    systemd_boot.sync(esp, boot, entries, arm=entries[0], tries=2)
+    new, old = "/ostree/boot.1/default/bbbbbbbb/0", "/ostree/boot.1/default/aaaaaaaa/1"
+    entries_dir = tmp_path / "esp/loader/entries"
+    (entries_dir / "ostree-2-default+2.conf").rename(entries_dir / "ostree-2-default+1-1.conf")
+    assert esp_boot_state(esp, new) == BootState(counted=True, fell_back=False)
+    # The last try: systemd-boot renamed it +0-2 before starting it. A red verdict on it must
+    # still reboot, so that systemd-boot starts the other entry next.
+    (entries_dir / "ostree-2-default+1-1.conf").rename(entries_dir / "ostree-2-default+0-2.conf")
+    assert esp_boot_state(esp, new) == BootState(counted=True, fell_back=False)
+    # The boot after it is the previous deployment's: a fallback.
+    assert esp_boot_state(esp, old) == BootState(counted=False, fell_back=True)

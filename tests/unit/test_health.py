@@ -180,3 +180,41 @@ def test_bad_images_are_recorded_once_and_skipped(tmp_path: Path) -> None:
     assert not health.is_bad_digest("sha256:cc", tmp_path)  # a newer digest is taken
     (tmp_path / health.BAD_IMAGES).write_text("[{]")
     assert health.read_bad_images(tmp_path) == []
+
+
+def test_bad_image_record_says_what_happened_and_reads_old_records(tmp_path: Path) -> None:
+    red = health.decide(CSUM, [health.CheckResult("10-x.sh", CheckKind.REQUIRED, False,
+                                                  "exit 1: disk gone", 0.1)], NOW)
+    assert health.fallback_reason(red) == \
+        "red at 2026-12-01T21:00:00+00:00: 10-x.sh exit 1: disk gone"
+    assert "never reached the health checks" in health.fallback_reason(None)
+    bad = health.BadImage("sha256:aa", "docker://h/os:1", CSUM, "2026-12-01T21:00:00+00:00",
+                          "d" * 64, health.fallback_reason(red))
+    assert bad.describe() == ("docker://h/os:1 sha256:aa: fell back to dddddddddddd at "
+                              "2026-12-01T21:00:00+00:00 (red at 2026-12-01T21:00:00+00:00: "
+                              "10-x.sh exit 1: disk gone)")
+    health.record_bad_image(bad, tmp_path)
+    assert health.read_bad_images(tmp_path) == [bad]
+    # A record written before fell_back_to/reason existed still reads.
+    (tmp_path / health.BAD_IMAGES).write_text(json.dumps(
+        [{"digest": "sha256:bb", "imgref": None, "deployment": CSUM, "recorded_at": "t"}]))
+    assert health.read_bad_images(tmp_path) == [health.BadImage("sha256:bb", None, CSUM, "t")]
+
+
+def test_automatic_updates_skip_a_recorded_digest_only(tmp_path: Path) -> None:
+    skip = health.skip_reason(tmp_path)
+    assert skip("sha256:aa") is None
+    health.record_bad_image(health.BadImage("sha256:aa", None, CSUM, "2026-12-01T21:00Z"),
+                            tmp_path)
+    assert skip("sha256:aa") == "it fell back at 2026-12-01T21:00Z"
+    assert skip("sha256:ab") is None  # a newer image is taken
+
+
+def test_boot_attempts_are_bounded_by_the_bootloader_countdown(tmp_path: Path) -> None:
+    assert health.boot_attempts(tmp_path) == 3  # greenboot's default
+    (tmp_path / "etc/greenboot").mkdir(parents=True)
+    (tmp_path / health.CONF).write_text("GREENBOOT_MAX_BOOT_ATTEMPTS=2\n")
+    assert health.boot_attempts(tmp_path) == 2
+    (tmp_path / health.CONF).write_text("GREENBOOT_MAX_BOOT_ATTEMPTS=12\n")
+    with pytest.raises(ConfigError, match="not a number from 1 to 9"):
+        health.boot_attempts(tmp_path)

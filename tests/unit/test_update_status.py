@@ -61,3 +61,43 @@ def test_yaml_quotes_what_yaml_would_misread() -> None:
     assert text == ('odd:\n- "yes"\n- "1.0"\n- "a: b"\n- ""\n- "#x"\n- "2026-01-02"\n'
                     "- null\n- true\n- 3\n- []\n- {}\nplain: sha256:ab\n"
                     "nested:\n  k:\n  - a: 1\n    b: x\n")
+
+
+def _health() -> HostStatus:
+    """A host that fell back from D2 to D1 (booted, green) and recorded D2 as bad."""
+    from dataclasses import replace
+
+    from bootc_py.update.health import BadImage, CheckKind, CheckResult, HealthVerdict, Verdict
+
+    green = HealthVerdict("1" * 64, Verdict.GREEN, "2026-12-01T21:05:00+00:00", (
+        CheckResult("10-fixture.sh", CheckKind.REQUIRED, True, "ok", 0.1),
+        CheckResult("20-net.sh", CheckKind.WANTED, False, "exit 1", 0.2)))
+    red = HealthVerdict("0" * 64, Verdict.RED, "2026-12-01T21:01:00+00:00", (
+        CheckResult("10-fixture-broken.sh", CheckKind.REQUIRED, False, "exit 1", 0.1),))
+    bad = BadImage(D2, "docker://127.0.0.1:5000/os/syn:latest", "0" * 64,
+                   "2026-12-01T21:04:00+00:00", "1" * 64, "red at 2026-12-01T21:01:00+00:00: "
+                   "10-fixture-broken.sh exit 1")
+    return HostStatus(Path("/"), (replace(_dep(1, D1, "1.0", booted=True), health=green),
+                                  replace(_dep(0, D2, "2.0"), health=red)),
+                      is_booted=True, bad_images=(bad,))
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("health.txt", Format.HUMAN),
+                                           ("health.json", Format.JSON)])
+def test_status_shows_health_and_fallbacks(name: str, fmt: Format) -> None:
+    assert _health().render(fmt) == (DATA / name).read_text()
+
+
+def test_health_extension_keeps_bootc_fields() -> None:
+    doc = _health().to_bootc()
+    booted = doc["status"]["booted"]
+    # bootc's fields are all there, unchanged; the extension only adds keys bootc ignores.
+    assert {k for k in booted if not k.startswith("bootc-py.")} == \
+        set(BOOTED.to_bootc()["status"]["booted"])
+    assert booted["bootc-py.health"] == {"verdict": "green", "checkedAt":
+                                         "2026-12-01T21:05:00+00:00", "failed": [],
+                                         "warnings": ["20-net.sh: exit 1"], "checks": 2}
+    assert doc["status"]["rollback"]["bootc-py.health"]["failed"] == \
+        ["10-fixture-broken.sh: exit 1"]
+    assert [b["imageDigest"] for b in doc["status"]["bootc-py.badImages"]] == [D2]
+    assert "bootc-py.badImages" not in BOOTED.to_bootc()["status"]

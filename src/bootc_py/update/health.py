@@ -33,6 +33,7 @@ from bootc_py.errors import BootcPyError, CommandError, ConfigError, TimeoutExpi
 from bootc_py.run import run
 
 if TYPE_CHECKING:
+    from bootc_py.bootloader.bootcount import EntryStore
     from bootc_py.update.upgrade import UpgradeResult
 
 log = logging.getLogger(__name__)
@@ -323,13 +324,19 @@ def boot_state(boot: Path, booted_ostree: str) -> BootState:
         counter = bootcount.read_grubenv(boot).get("boot_counter")
         return BootState(counter is not None and counter != "-1", counter == "-1")
     if setup.systemd_boot:
-        esp = esp_writer(setup)
-        counted = bootcount.booted_counted_entry(esp, booted_ostree)
-        # The last try is booted as "+0-N": still a counted try (a red verdict must reboot
-        # so that systemd-boot starts the next entry).
-        return BootState(counted is not None,
-                         bootcount.has_bad_entry(esp) and counted is None)
+        return esp_boot_state(esp_writer(setup), booted_ostree)
     return BootState(False, False)
+
+
+def esp_boot_state(esp: EntryStore, booted_ostree: str) -> BootState:
+    """systemd-boot: the booted entry is counted (renamed `+left-done` before it started), or
+    an entry ran out of tries (`+0-N`) and this boot is another one."""
+    from bootc_py.bootloader import bootcount
+
+    counted = bootcount.booted_counted_entry(esp, booted_ostree)
+    # The last try is booted as "+0-N": still a counted try (a red verdict must reboot so
+    # that systemd-boot starts the next entry).
+    return BootState(counted is not None, bootcount.has_bad_entry(esp) and counted is None)
 
 
 def bless(boot: Path, booted_ostree: str) -> str:
