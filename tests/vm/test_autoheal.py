@@ -20,8 +20,9 @@ test_grub_bad_update_falls_back_and_v2_is_taken (GRUB, BIOS): 5 boots
 test_systemd_boot_bad_update_and_kernel_panic_fall_back (systemd-boot, UEFI): 7 boots
   1 v1: upgrade to broken                                                full
   2, 3 broken: red, reboot                                               short
-  4 systemd-boot starts v1: permanent, recorded, agent skips; v2 pushed,  full
-    the agent stages it; the test adds `init=/bin/false panic=1` to the staged deployment
+  4 systemd-boot starts v1: permanent, recorded; broken staged by hand,  full
+    the agent drops it and skips the image; v2 pushed, the agent stages it; the test
+    adds `init=/bin/false panic=1` to the staged deployment
   5, 6 v2 (that karg): the kernel panics before any check, reboots       short
   7 systemd-boot starts v1: v2's digest recorded too (no verdict)        full
 """
@@ -292,9 +293,12 @@ def test_systemd_boot_bad_update_and_kernel_panic_fall_back(host: Callable[..., 
     h.red_boot("broken-try1", "broken")
     h.red_boot("broken-try2", "broken")
 
-    # Boot 4: systemd-boot started v1 (broken's entry has no tries left).
+    # Boot 4: systemd-boot started v1 (broken's entry has no tries left). An admin stages
+    # broken again by hand; the agent drops it and skips the image.
     with h.vm("fallback", FALLBACK_FACTS + "section esp-fallback\nls /boot/efi/loader/entries\n"
-              + RUN_AGENT + "run_agent agent-skip\n" + f"V2={v2}\n" + AWAIT_V2
+              + "bootc-py upgrade --quiet\nsection staged-by-hand\nbootc-py status --json\n"
+              + RUN_AGENT + "run_agent agent-skip\nsection after-skip\nbootc-py status --json\n"
+              + f"V2={v2}\n" + AWAIT_V2
               + "run_agent agent-v2\n" + PANIC_KARGS) as vm:
         vm.wait_for(r"bootc-py-test: waiting for a newer image", BOOT_TIMEOUT, "the agent's skip")
         h.push("v2")
@@ -304,6 +308,10 @@ def test_systemd_boot_bad_update_and_kernel_panic_fall_back(host: Callable[..., 
     out = fell_back(h, facts, [broken])
     assert out["followups"] == "red broken\nred broken\ngreen v1\n"
     assert not re.search(r"\+\d", out["esp-fallback"]), out["esp-fallback"]  # none counted
+    by_hand = json.loads(out["staged-by-hand"])["status"]["staged"]
+    assert by_hand is not None and image_of(by_hand)[1] == broken
+    assert "dropped the staged deployment" in out["agent-skip"], out["agent-skip"]
+    assert json.loads(out["after-skip"])["status"]["staged"] is None
     assert "Skipping" in out["agent-skip"] and "leave-staged" in out["agent-v2"], out
     staged = host_status(facts)["status"]["staged"]
     assert staged is not None and image_of(staged)[1] == v2
