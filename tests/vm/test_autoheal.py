@@ -56,6 +56,14 @@ PRELUDE = r"""set -e
 section() { echo "=== $1"; }
 say() { echo "bootc-py-test: $*" > /dev/ttyS0; }
 for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && break; sleep 1; done
+# The check unit's settle wait is bounded (180 s): on a loaded machine the health check (after
+# multi-user.target) may still run. Its verdict and any fallback come first.
+for i in $(seq 900); do
+    case $(systemctl show -P ActiveState bootc-py-healthcheck.service) in
+        active|failed) break ;;
+    esac
+    sleep 1
+done
 """
 # Network and registry (persist in /etc), greenboot settings, follow-up scripts, console logs.
 SETUP = r"""mkdir -p /etc/systemd/network /etc/containers/registries.conf.d /etc/bootc-py \
