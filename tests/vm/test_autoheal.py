@@ -45,10 +45,7 @@ from vmharness.samples import SampleImages
 GUEST_REGISTRY = "10.0.2.100:5000"
 REPO = "bootc-py-autoheal"
 STABLE = f"{GUEST_REGISTRY}/{REPO}:stable"
-# The device timeout: on a loaded machine (TCG, other VMs) udev took over systemd's default 90 s
-# to announce /boot, and the first boot ended in emergency mode; the same for every boot here.
-INSTALL = ("--target-imgref", f"docker://{STABLE}", "--karg=console=ttyS0,115200n8",
-           "--karg=systemd.default_timeout_start_sec=600")
+INSTALL = ("--target-imgref", f"docker://{STABLE}", "--karg=console=ttyS0,115200n8")
 BOOT_TIMEOUT = 600
 AGENT = "bootc-py-fetch-apply-updates.service"
 
