@@ -53,11 +53,24 @@ def test_validate_reads_stdin(capsys: pytest.CaptureFixture[str],
     assert capsys.readouterr().err == "<stdin>:4: Unknown command: frobnicate\n"
 
 
+# What the test server on 127.0.0.1 serves: a kickstart whose disk part is a relative
+# %include (resolved against the kickstart's URL), which includes a user by absolute URL.
+SERVED = {
+    "/ks.cfg": GOOD,
+    "/nested/ks.cfg": "bootc --source-imgref registry:localhost:5000/os:1\n%include disk.ks\n",
+    "/nested/disk.ks": "reqpart --add-boot\npart / --grow\n%include {base}/users/core.ks\n",
+    "/users/core.ks": "user --name core --groups wheel\n",
+}
+
+
 @pytest.fixture()
 def http_ks() -> Iterator[str]:
+    base: list[str] = []
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = GOOD.encode() if self.path == "/ks.cfg" else b""
+            text = SERVED.get(self.path)
+            body = text.format(base=base[0]).encode() if text is not None else b""
             self.send_response(200 if body else 404)
             self.end_headers()
             self.wfile.write(body)
@@ -66,8 +79,9 @@ def http_ks() -> Iterator[str]:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    base.append(f"http://127.0.0.1:{server.server_port}")
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield base[0]
     server.shutdown()
 
 
@@ -76,6 +90,26 @@ def test_validate_fetches_http(capsys: pytest.CaptureFixture[str], http_ks: str)
     assert f"Kickstart:    {http_ks}/ks.cfg" in capsys.readouterr().out
     assert cli("kickstart", "validate", f"{http_ks}/missing.cfg") == 2
     assert "error: cannot fetch the kickstart" in capsys.readouterr().err
+
+
+def test_http_kickstart_includes_relative_to_its_url_and_by_url(
+        capsys: pytest.CaptureFixture[str], http_ks: str) -> None:
+    assert cli("kickstart", "validate", f"{http_ks}/nested/ks.cfg") == 0
+    out = capsys.readouterr().out
+    assert "user core: groups wheel" in out and "part /          fs" in out
+
+
+def test_local_kickstart_includes_a_url_and_a_missing_include_names_itself(
+        capsys: pytest.CaptureFixture[str], http_ks: str, tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(GOOD + f"%include {http_ks}/users/core.ks\n")
+    assert cli("kickstart", "validate", str(ks)) == 0
+    assert "user core: groups wheel" in capsys.readouterr().out
+    ks.write_text(GOOD + f"%include {http_ks}/users/gone.ks\n")
+    assert cli("kickstart", "validate", str(ks)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{http_ks}/users/gone.ks:0: cannot read %include {http_ks}/users/"
+                          "gone.ks: cannot fetch the kickstart") and "404" in err
 
 
 def test_missing_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,3 +90,14 @@ def test_two_payloads_are_refused() -> None:
             "ostreecontainer --url localhost:5000/os:1\n")
     with pytest.raises(KickstartError, match=r"ks\.cfg:2: .*can't be used at the same time"):
         translate(parse(text, source="ks.cfg"))
+
+
+def test_bootloader_timeout_zero_counts_and_out_of_range_is_refused() -> None:
+    base = "bootc --source-imgref registry:localhost:5000/os:1\nreqpart --add-boot\n" \
+           "part / --grow\n"
+    plan = translate(parse(base + "bootloader --timeout 0\n", source="ks.cfg"))
+    assert plan.system.bootloader_timeout == 0 and plan.warnings == ()
+    with pytest.raises(KickstartError) as info:
+        translate(parse(base + "bootloader --timeout 301\n", source="ks.cfg"))
+    assert [str(p) for p in info.value.problems] == [
+        "ks.cfg:4: bootloader --timeout 301: give 0 to 300 seconds"]

@@ -54,3 +54,75 @@ def test_kickstart_install_boots_with_its_effects(
     assert script["stdout"].splitlines() == [
         "ks-vm", "uid=1001(core) gid=1001(core) groups=1001(core),2000(ops)", "from-post",
         KEY, "ext4", "enabled"]
+
+
+# LVM is proven here, not on the host: the host kernel has no device-mapper. A booted sample
+# system (dm_mod, lvm2, udev) installs onto its second disk from an OCI layout on a third,
+# exactly as an installer would, then that disk boots alone.
+LVM_KS = """\
+bootc --source-imgref oci:/mnt/oci:v1 --target-imgref 127.0.0.1:5000/bootc-py-fixture:v1
+ignoredisk --only-use=disk/by-id/virtio-target
+zerombr
+clearpart --all --initlabel
+reqpart --add-boot
+part pv.01 --size 4000 --grow
+volgroup ksvg pv.01
+logvol / --vgname ksvg --name root --size 3500 --grow --fstype xfs
+logvol /var/srv --vgname ksvg --name srv --size 128 --fstype ext4
+group --name ops --gid 2000
+user --name core --groups ops,adm --uid 1001
+sshkey --username core "{key}"
+network --hostname ks-lvm
+services --enabled systemd-networkd --disabled remote-fs.target
+bootloader --append "console=ttyS0,115200n8" --timeout 1
+%post --erroronfail
+echo from-post > /etc/ks-post-marker
+%end
+"""
+GUEST_INSTALL = """set -e
+mkdir -p /mnt/oci
+mount -o ro LABEL=BPYOCI /mnt/oci
+cat > /tmp/ks.cfg <<'KS'
+{ks}KS
+bootc-py install kickstart /tmp/ks.cfg
+echo "mapper: $(ls /dev/mapper | tr '\\n' ' ')"
+echo "active: $(lvm lvs --noheadings -o lv_name --select lv_active=active ksvg | tr -d ' ')"
+"""
+LVM_PROBE = ("hostname; id core; cat /etc/ks-post-marker; cat /var/home/core/.ssh/authorized_keys;"
+             " findmnt -no SOURCE,FSTYPE /sysroot; findmnt -no SOURCE,FSTYPE /var/srv;"
+             " systemctl is-enabled systemd-networkd; systemctl is-enabled remote-fs.target;"
+             " grep -o 'rd.lvm.lv=[^ ]*' /proc/cmdline; grep '^set timeout' /boot/grub/grub.cfg\n")
+
+
+@pytest.mark.timeout(3600)
+def test_lvm_kickstart_installed_from_a_running_system_boots(
+        sample_images: SampleImages, installed_disk: Callable[..., Path],
+        boot_check: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
+    oci_disk = tmp_path / "oci.img"
+    with open(oci_disk, "wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "BPYOCI", "-d", str(sample_images.oci_dir),
+                    str(oci_disk)], check=True)
+    target = tmp_path / "target.raw"
+    with open(target, "wb") as f:
+        f.truncate(8 << 30)
+    installer = installed_disk("--karg=console=ttyS0,115200n8")
+    script = GUEST_INSTALL.format(ks=LVM_KS.format(key=KEY))
+    facts = boot_check(Drive(installer), Drive(oci_disk, readonly=True),
+                       Drive(target, serial="target"), firmware="uefi", script=script,
+                       name="ks-installer")
+    run = facts["script"]
+    assert run is not None and run["rc"] == 0, run
+    out = run["stdout"].splitlines()
+    assert out[-2:] == ["mapper: control ", "active: "], run  # the VG is deactivated
+    assert "Installed oci:/mnt/oci:v1" in run["stdout"]
+
+    booted = boot_check(Drive(target), firmware="uefi", script=LVM_PROBE, name="ks-lvm")
+    assert booted["variant"] == "v1" and booted["failed_units"] == []
+    assert booted["mounts"]["/"]["source"].startswith("/dev/mapper/ksvg-root[/ostree/deploy/")
+    probe = booted["script"]
+    assert probe is not None and probe["rc"] == 0, probe
+    assert probe["stdout"].splitlines() == [
+        "ks-lvm", "uid=1001(core) gid=1001(core) groups=1001(core),4(adm),2000(ops)",
+        "from-post", KEY, "/dev/mapper/ksvg-root xfs", "/dev/mapper/ksvg-srv ext4",
+        "enabled", "disabled", "rd.lvm.lv=ksvg/root", "set timeout=1"]

@@ -27,6 +27,12 @@ omit_dracutmodules+=" crypt nvdimm lunmask resume virtiofs kernel-modules-extra 
 drivers+=" virtio_blk virtio_scsi virtio_pci virtio_net virtio_console virtio_rng sd_mod sr_mod cdrom "
 drivers+=" xfs ext4 btrfs vfat nls_cp437 nls_ascii nls_iso8859_1 overlay squashfs loop isofs erofs dm_mod "
 CONF
+# LVM roots (kickstart volgroup/logvol): dracut's lvm module activates the root LV named by
+# rd.lvm.lv (dm_mod is in the driver list above). Its own file, apart from the boot-speed choices.
+cat > /etc/dracut.conf.d/51-bootc-py-fixture-lvm.conf <<'CONF'
+# bootc-py sample image: LVM root support (see os-customize.sh).
+add_dracutmodules+=" lvm "
+CONF
 # The kernel postinst already ran dracut, but not necessarily after ostree-boot was configured:
 # rebuild explicitly.
 dracut --force --quiet --reproducible --add ostree --kver "$KVER" \

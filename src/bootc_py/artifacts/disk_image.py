@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 from bootc_py import __version__
 from bootc_py import log as steplog
 from bootc_py.errors import ArtifactError, UsageError
-from bootc_py.installer.plan import InstallOptions
+from bootc_py.installer.plan import InstallOptions, InstallPlan
 from bootc_py.installer.to_disk import install_to_disk
 from bootc_py.run import run
 
@@ -107,8 +107,10 @@ def parse_types(types: Sequence[str]) -> tuple[DiskFormat, ...]:
     return tuple(FORMATS[n] for n in names or ["qcow2"])
 
 
-def build_disk_images(formats: Sequence[DiskFormat], output: Path,
-                      opts: InstallOptions) -> BuildResult:
+def build_disk_images(formats: Sequence[DiskFormat], output: Path, opts: InstallOptions,
+                      install: Callable[[Path], InstallPlan] | None = None) -> BuildResult:
+    """`install` puts the system into the raw file (default: `install to-disk`'s layout;
+    `build --kickstart` passes the kickstart's install) and returns its plan."""
     output.mkdir(parents=True, exist_ok=True)
     raw_dir = output / FORMATS["raw"].directory
     raw = raw_dir / FORMATS["raw"].filename
@@ -120,8 +122,11 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path,
     raw_dir.mkdir(exist_ok=True)
     raw.unlink(missing_ok=True)
     try:
-        done = install_to_disk(raw, replace(opts, generic_image=True, wipe=True),
-                               via_loopback=True)
+        if install is None:
+            plan = install_to_disk(raw, replace(opts, generic_image=True, wipe=True),
+                                   via_loopback=True).plan
+        else:
+            plan = install(raw)
         artifacts: list[Artifact] = []
         for fmt in formats:
             path = output / fmt.directory / fmt.filename
@@ -142,9 +147,9 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path,
             if raw_dir.is_dir() and not any(raw_dir.iterdir()):
                 raw_dir.rmdir()
     manifest = {
-        "image": done.plan.source, "digest": done.plan.manifest_digest,
-        "target-imgref": done.plan.target, "rootfs": done.plan.filesystem,
-        "bootloaders": list(done.plan.bootloaders.names),
+        "image": plan.source, "digest": plan.manifest_digest,
+        "target-imgref": plan.target, "rootfs": plan.filesystem,
+        "bootloaders": list(plan.bootloaders.names),
         "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "bootc-py": __version__,
         "artifacts": [asdict(a) for a in artifacts],
     }

@@ -16,6 +16,7 @@ from bootc_py.commands.common import (
     TLS_VERIFY,
     parse_size,
 )
+from bootc_py.errors import UsageError
 
 
 def build(
@@ -36,6 +37,9 @@ def build(
     karg: list[str] = KARG,
     root_ssh_authorized_keys: Path = ROOT_KEYS,
     bootloader: str = BOOTLOADER,
+    kickstart: str = typer.Option(None, "--kickstart", metavar="KS",
+                                  help="Install the way this Anaconda kickstart says (layout, "
+                                  "users, keys, kargs, %post); a path or an http(s)/tftp URL."),
     cache_dir: Path = CACHE_DIR,
     tls_verify: str = TLS_VERIFY,
     authfile: Path = AUTHFILE,
@@ -55,7 +59,18 @@ def build(
                     authfile=authfile)
     if disk_size:
         parse_size(disk_size, "--disk-size")
-    result = build_disk_images(formats, output, opts)
+    install = None
+    if kickstart:
+        from bootc_py.commands.kickstart import build_installer
+
+        if rootfs or root_ssh_authorized_keys or bootloader != "grub":
+            raise UsageError("--rootfs, --root-ssh-authorized-keys and --bootloader do not go "
+                             "with --kickstart", "say it in the kickstart (part / --fstype, "
+                             "sshkey, bootc --bootloader)")
+        install = build_installer(kickstart, imgref, target_imgref=target_imgref,
+                                  kargs=karg or [], disk_size=opts.disk_size,
+                                  cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
+    result = build_disk_images(formats, output, opts, install)
     for artifact in result.artifacts:
         typer.echo(f"{artifact.type}: {output / artifact.path} ({artifact.size} bytes, "
                    f"sha256 {artifact.sha256})")

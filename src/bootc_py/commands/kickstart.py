@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +13,7 @@ from bootc_py.commands.common import AUTHFILE, CACHE_DIR, TLS_VERIFY, parse_size
 from bootc_py.errors import UsageError
 
 if TYPE_CHECKING:
+    from bootc_py.installer.plan import InstallPlan
     from bootc_py.kickstart.translate import KickstartPlan
 
 app = typer.Typer(help="Check Anaconda kickstarts against what bootc-py can install.",
@@ -29,16 +32,18 @@ WARN_UNSUPPORTED = typer.Option(False, "--warn-unsupported",
 def _translate(ks: str, ks_version: str | None, warn_unsupported: bool, *,
                bios: bool = True, uefi: bool = True, generic: bool = True,
                disk_size: int | None = None, cache_dir: Path | None = None,
-               tls_verify: str | None = None, authfile: Path | None = None
+               tls_verify: str | None = None, authfile: Path | None = None,
+               source_imgref: str | None = None, target_imgref: str | None = None
                ) -> KickstartPlan:
     from bootc_py.kickstart import parse, source, translate
 
     text = source.load(ks)
-    doc = parse.parse(text.text, source=text.name, base_dir=text.base_dir,
+    doc = parse.parse(text.text, source=text.name, base_dir=text.base,
                       version=ks_version or parse.DEFAULT_VERSION)
     opts = translate.TranslateOptions(
         pull=pull_options(cache_dir, tls_verify, authfile), warn_unsupported=warn_unsupported,
-        bios=bios, uefi=uefi, generic_image=generic, disk_size=disk_size)
+        bios=bios, uefi=uefi, generic_image=generic, disk_size=disk_size,
+        source_imgref=source_imgref, target_imgref=target_imgref)
     return translate.translate(doc, opts)
 
 
@@ -115,3 +120,32 @@ def install_kickstart(
     for warning in (*plan.warnings, *done.warnings):
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(done.summary)
+
+
+def build_installer(ks: str, imgref: str, *, target_imgref: str | None, kargs: list[str],
+                    disk_size: int | None, cache_dir: Path | None, tls_verify: str | None,
+                    authfile: Path | None) -> Callable[[Path], InstallPlan]:
+    """`build IMGREF --kickstart KS`: the kickstart's install (layout, users, kargs, %post)
+    into the image file, with build's IMGREF as the payload and its --karg added."""
+    from bootc_py.kickstart import apply
+    from bootc_py.kickstart.translate import KickstartError
+
+    try:
+        plan = _translate(ks, None, False, disk_size=disk_size, cache_dir=cache_dir,
+                          tls_verify=tls_verify, authfile=authfile, source_imgref=imgref,
+                          target_imgref=target_imgref)
+    except KickstartError as exc:
+        _report(exc)
+        raise typer.Exit(1) from None
+    if kargs:
+        plan = replace(plan, options=replace(plan.options,
+                                             kargs=(*plan.options.kargs, *kargs)))
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+    def install(raw: Path) -> InstallPlan:
+        done = apply.install(plan, raw, via_loopback=True)
+        for warning in done.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        return done.plan
+    return install

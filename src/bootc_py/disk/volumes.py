@@ -8,6 +8,7 @@ group made is deactivated by the ExitStack, before its loop device is detached.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from bootc_py.disk.devices import fs_uuid
 from bootc_py.disk.layout import LayoutPlan
 from bootc_py.disk.mkfs import make_filesystem
 from bootc_py.disk.mount import Mount
-from bootc_py.errors import DiskError
+from bootc_py.errors import DiskError, ToolMissingError
 from bootc_py.run import run
 
 # No udev in containers and CI: lvm must not wait for it, and must make /dev nodes itself.
@@ -47,7 +48,20 @@ def lvm(*args: str) -> list[str]:
     return ["lvm", args[0], "--config", LVM_CONFIG, *args[1:]]
 
 
+def load_device_mapper() -> bool:
+    """Whether device-mapper is there, loading dm_mod first if needed (a freshly booted
+    installer has not loaded it: nothing used LVM yet)."""
+    if device_mapper_available():
+        return True
+    with contextlib.suppress(ToolMissingError):  # no kmod (a container): checked below
+        run(["modprobe", "dm_mod"], check=False, quiet=True)
+    return device_mapper_available()
+
+
 def deactivate(vg: str) -> None:
+    if Path("/run/udev/control").exists():
+        # udev (a booted installer) may still be probing the LVs: they would be "in use".
+        run(["udevadm", "settle", "--timeout=60"], check=False, quiet=True)
     run(lvm("vgchange", "--activate", "n", vg), quiet=True)
 
 

@@ -2,7 +2,7 @@
 
 Reuses the install steps `install to-disk` has (prepare, disk apply, install_into, finish);
 what is kickstart's own is the layout (disk/layout.py), the /etc configuration (etc.py) and
-the scripts. LVM and btrfs layouts are planned (validate, --dry-run) but not applied yet.
+the scripts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bootc_py.disk.plan import min_disk_size
 from bootc_py.errors import CommandError, DiskError, InstallError, UsageError
 from bootc_py.installer.chroot import ChrootableTarget
 from bootc_py.installer.deploy import TargetFilesystems, finish, install_into
-from bootc_py.installer.plan import BootloaderChoice
+from bootc_py.installer.plan import BootloaderChoice, InstallPlan
 from bootc_py.installer.prepare import prepare
 from bootc_py.installer.to_disk import default_disk_size
 from bootc_py.kickstart import etc
@@ -44,6 +44,7 @@ class KickstartInstall:
     summary: str
     warnings: tuple[str, ...]
     layout: LayoutPlan
+    plan: InstallPlan
 
 
 def target_device(plan: KickstartPlan, via_loopback: Path | None) -> Path | None:
@@ -101,7 +102,7 @@ def run_script(script: ScriptPlan, *, chroot: ChrootableTarget | None = None) ->
 
 
 def install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> KickstartInstall:
-    if plan.layout.volume_groups and not volumes.device_mapper_available():
+    if plan.layout.volume_groups and not volumes.load_device_mapper():
         # lvcreate would fail after the disk is already partitioned: refuse before anything.
         raise DiskError("the kickstart's layout uses LVM, but this kernel has no device-mapper "
                         "driver (not in /proc/misc)", "modprobe dm_mod, or use part/btrfs")
@@ -166,8 +167,11 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
             if not choice.names and opts.bootloader != "none":
                 raise UsageError("the layout has no partition a bootloader can use",
                                  "add reqpart, or part biosboot / part /boot/efi")
+            config = prepared.plan.config
+            if plan.system.bootloader_timeout is not None:  # bootloader --timeout
+                config = replace(config, bootloader_timeout=plan.system.bootloader_timeout)
             iplan = replace(prepared.plan, device=device, partitions=layout.partitions,
-                            bootloaders=choice)
+                            bootloaders=choice, config=config)
             target = TargetFilesystems(
                 root=mnt, root_uuid=root.uuid, root_fstype=root.fstype,
                 boot_uuid=boot.uuid if boot else root.uuid,
@@ -198,7 +202,7 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
                f"{', '.join(choice.names) or 'none'}")
     if plan.finish:
         summary += f"\nThe kickstart asks to {plan.finish}: left to the caller"
-    return KickstartInstall(summary, tuple(warnings), layout)
+    return KickstartInstall(summary, tuple(warnings), layout, iplan)
 
 
 def _devices(layout: LayoutPlan, applied: disk_apply.AppliedDisk,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from pykickstart import constants
 from pykickstart.errors import KickstartError
@@ -20,6 +21,7 @@ from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion, stringToVersion, versionMap
 
 from bootc_py.errors import UsageError
+from bootc_py.kickstart import source as ks_source
 
 # The newest handler that has the `bootc` command (F43 introduced it; F45 added --bootloader).
 DEFAULT_VERSION = "F46"
@@ -263,12 +265,13 @@ class _RecordingParser(KickstartParser):  # type: ignore[misc]
     """pykickstart's parser, recording where each command and section was, and collecting
     errors instead of stopping at the first."""
 
-    def __init__(self, handler: Any, source: str) -> None:
-        self.files: list[str] = [source]
+    def __init__(self, handler: Any, name: str, base: Path | str | None) -> None:
+        self.files: list[str] = [name]
+        self.bases: list[Path | str | None] = [base]
         self.seen: list[Seen] = []
         self.problems: list[Problem] = []
         self.where_of: dict[int, Where] = {}  # id(command or data object) -> its line
-        super().__init__(handler, errorsAreFatal=False, missingIncludeIsFatal=True)
+        super().__init__(handler, errorsAreFatal=False, missingIncludeIsFatal=False)
 
     def here(self, line: int) -> Where:
         return Where(self.files[-1], line)
@@ -303,14 +306,33 @@ class _RecordingParser(KickstartParser):  # type: ignore[misc]
             self.problems.append(Problem(self.here(line), message))
 
     def readKickstart(self, f: str, reset: bool = True) -> None:
-        # Only %include calls this (the top file is read from a string): name the file.
+        # Only %include calls this (the top file is read from a string). A relative name is
+        # looked up beside the including file, or against its URL; the file is named in
+        # messages as written.
+        base = self.bases[-1]
+        if ks_source.is_url(f) or Path(f).is_absolute():
+            location = f
+        elif isinstance(base, str):
+            location = urljoin(base, f)
+        else:
+            location = str(Path(base or Path.cwd()) / f)
         self.files.append(f)
         try:
-            super().readKickstart(f, reset=reset)
-        except KickstartError as exc:
-            self.problems.append(Problem(self.here(0), f"cannot read %include {f}: "
-                                         + " ".join(str(exc.message).split())))
+            if ks_source.is_url(location):
+                text = ks_source.fetch(location)
+                self.bases.append(location)
+            else:
+                text = Path(location).read_text()
+                self.bases.append(Path(location).parent)
+        except (UsageError, OSError, UnicodeDecodeError) as exc:
+            why = exc.message if isinstance(exc, UsageError) else str(exc)
+            self.problems.append(Problem(self.here(0), f"cannot read %include {f}: {why}"))
+            self.files.pop()
+            return
+        try:
+            self.readKickstartFromString(text, reset=False)
         finally:
+            self.bases.pop()
             self.files.pop()
 
 
@@ -375,7 +397,7 @@ def _settings(h: Any, at: Callable[[Any], Where], seen: list[Seen]
     add("lang", lang=h.lang.lang)
     add("services", enabled=",".join(h.services.enabled), disabled=",".join(h.services.disabled))
     add("bootloader", append=h.bootloader.appendLine,
-        timeout=h.bootloader.timeout if h.bootloader.timeout is not None else None,
+        timeout=str(h.bootloader.timeout) if h.bootloader.timeout is not None else None,
         location=h.bootloader.location if h.bootloader.location not in ("mbr", None) else None,
         password=bool(h.bootloader.password), sdboot=h.bootloader.sdboot)
     add("selinux", mode=_SELINUX.get(h.selinux.selinux, "enforcing"))
@@ -394,17 +416,16 @@ def _settings(h: Any, at: Callable[[Any], Where], seen: list[Seen]
     return tuple(out)
 
 
-def parse(text: str, *, source: str, base_dir: Path | None = None,
+def parse(text: str, *, source: str, base_dir: Path | str | None = None,
           version: str = DEFAULT_VERSION) -> KickstartDoc:
-    """Parse kickstart `text` (named `source` in messages; %include paths relative to
-    `base_dir`) with pykickstart's handler `version`. Pure apart from reading %include files."""
+    """Parse kickstart `text` (named `source` in messages; a relative %include is looked up in
+    the directory or against the URL `base_dir`) with pykickstart's handler `version`. Pure
+    apart from reading (or fetching) %include files."""
     if version not in versionMap:
         raise UsageError(f"unknown kickstart version '{version}'",
                          f"choose one of: {', '.join(v for v in known_versions() if v[0] != 'D')}")
     handler = makeVersion(stringToVersion(version) if version != "DEVEL" else versionMap[version])
-    parser = _RecordingParser(handler, source)
-    if base_dir is not None:
-        parser.currentdir[0] = str(base_dir)  # where pykickstart resolves a relative %include
+    parser = _RecordingParser(handler, source, base_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         parser.readKickstartFromString(text)

@@ -27,6 +27,7 @@ from bootc_py.disk.plan import BIOS_BOOT_SIZE, BOOT_SIZE, ESP_SIZE
 from bootc_py.errors import BootcPyError, ImageRefError, UsageError
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions
+from bootc_py.installer.config import MAX_BOOTLOADER_TIMEOUT
 from bootc_py.installer.plan import InstallOptions
 from bootc_py.kickstart.parse import KickstartDoc, Part, Problem, Where
 
@@ -84,6 +85,9 @@ class TranslateOptions:
     uefi: bool = True
     generic_image: bool = True
     disk_size: int | None = None  # for --via-loopback when the file must be created
+    # `build IMGREF --kickstart KS`: the image is build's; the kickstart may omit the payload.
+    source_imgref: str | None = None
+    target_imgref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +367,18 @@ def _check_commands(doc: KickstartDoc, opts: TranslateOptions, pr: _Problems) ->
 def _payload(doc: KickstartDoc, opts: TranslateOptions, pr: _Problems
              ) -> tuple[str, str | None, str, str | None] | None:
     """(source imgref, target imgref, stateroot, bootloader) of the one payload."""
+    if opts.source_imgref is not None:
+        found = _kickstart_payload(doc, opts, pr) if doc.payloads else None
+        if found is not None and found[0] != opts.source_imgref:
+            pr.warn(doc.payloads[0].where, f"{doc.payloads[0].kind}: the image is "
+                    f"{opts.source_imgref} (given on the command line), not {found[0]}")
+        return (opts.source_imgref, opts.target_imgref or (found[1] if found else None),
+                found[2] if found else "default", found[3] if found else None)
+    return _kickstart_payload(doc, opts, pr)
+
+
+def _kickstart_payload(doc: KickstartDoc, opts: TranslateOptions, pr: _Problems
+                       ) -> tuple[str, str | None, str, str | None] | None:
     if not doc.payloads:
         if not any(s.name in ("bootc", "ostreecontainer") for s in doc.seen):
             pr.add(Where(doc.source, 0), "no payload: add `bootc --source-imgref IMGREF` "
@@ -757,10 +773,12 @@ def _system(doc: KickstartDoc, pr: _Problems
             kargs = tuple(shlex.split(bl.get("append") or ""))
         except ValueError as exc:
             pr.add(bl.where, f"bootloader --append: {exc}")
-        timeout = int(bl.get("timeout") or 0) if bl.get("timeout") else None
-        if timeout is not None:
-            pr.warn(bl.where, f"bootloader --timeout {timeout}: recorded, not applied yet (the "
-                    "boot menu keeps bootc-py's own timeout)")
+        raw_timeout = bl.get("timeout")  # "0" counts: it boots the default at once
+        timeout = int(raw_timeout) if raw_timeout is not None else None
+        if timeout is not None and not 0 <= timeout <= MAX_BOOTLOADER_TIMEOUT:
+            pr.add(bl.where, f"bootloader --timeout {timeout}: give 0 to "
+                   f"{MAX_BOOTLOADER_TIMEOUT} seconds")
+            timeout = None
         if bl.get("location") == "none":
             bootloader = "none"
         elif bl.get("location") == "partition":
