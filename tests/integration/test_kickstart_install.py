@@ -3,6 +3,7 @@ to a real loop device, then the disk inspected."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -263,3 +264,47 @@ def test_btrfs_subvolume_layout(image: str, synthetic: SyntheticImages,
                                  "::/loader/loader.conf"], capture_output=True, text=True,
                                 check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
         assert loader.stdout.splitlines()[0] == "timeout 4"
+
+
+BUILD_KS = """\
+bootc --source-imgref registry:127.0.0.1:5000/replaced-by-build:1
+zerombr
+clearpart --all --initlabel
+reqpart --add-boot
+part / --size 1500 --grow --fstype ext4
+group --name ops --gid 2000
+user --name core --groups wheel,ops --uid 1001
+sshkey --username core "{key}"
+bootloader --append "console=ttyS0,115200n8 ks.build=1" --timeout 2
+%post --erroronfail
+echo built > /etc/ks-build-marker
+%end
+"""
+
+
+def test_build_with_a_kickstart_shapes_the_disk_image(
+        image: str, synthetic: SyntheticImages, tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(BUILD_KS.format(key=KEY))
+    out = tmp_path / "out"
+    res = run_cli("build", "--type", "raw", "--output", str(out), "--disk-size", "4G",
+                  "--karg", "from.cli=1", "--kickstart", str(ks), "--cache-dir",
+                  str(synthetic.cache), image)
+    assert res.returncode == 0, res.stderr
+    assert "the image is " + image in res.stderr  # build's IMGREF wins over the payload
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["image"] == image and manifest["rootfs"] == "ext4"
+    with ExitStack() as stack:
+        loop = stack.enter_context(LoopDevice(out / "image/disk.raw"))
+        mnt = tmp_path / "mnt"
+        stack.enter_context(Mount(loop.partition(4), mnt))
+        etc = _deployment(mnt) / "etc"
+        assert "core:x:1001:1001::/var/home/core:/bin/bash" in (etc / "passwd").read_text()
+        assert "ops:x:2000:core" in (etc / "group").read_text()
+        assert (etc / "ks-build-marker").read_text() == "built\n"
+        keys = mnt / "ostree/deploy/default/var/home/core/.ssh/authorized_keys"
+        assert keys.read_text() == KEY + "\n"
+        stack.enter_context(Mount(loop.partition(3), mnt / "boot"))
+        entry = next((mnt / "boot/loader/entries").glob("*.conf")).read_text()
+        assert "console=ttyS0,115200n8 ks.build=1 from.cli=1" in entry
+        assert "set timeout=2\n" in (mnt / "boot/grub/grub.cfg").read_text()

@@ -147,3 +147,16 @@ def test_device_mapper_is_read_from_proc_misc(tmp_path: Path) -> None:
     misc.write_text(" 62 vhost-vsock\n183 hw_random\n")
     assert not device_mapper_available(misc)
     assert not device_mapper_available(tmp_path / "absent")
+
+
+def test_build_kickstart_refuses_options_the_kickstart_owns(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(GOOD)
+    out = tmp_path / "out"
+    assert cli("build", "--type", "raw", "--output", str(out), "--rootfs", "ext4",
+               "--kickstart", str(ks), "oci:/nonexistent:1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --rootfs, --root-ssh-authorized-keys and --bootloader do "
+                          "not go with --kickstart") and "part / --fstype" in err
+    assert not out.exists()

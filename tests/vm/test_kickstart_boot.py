@@ -110,7 +110,7 @@ def test_lvm_kickstart_installed_from_a_running_system_boots(
     script = GUEST_INSTALL.format(ks=LVM_KS.format(key=KEY))
     facts = boot_check(Drive(installer), Drive(oci_disk, readonly=True),
                        Drive(target, serial="target"), firmware="uefi", script=script,
-                       name="ks-installer")
+                       name="ks-installer", timeout=1500)  # the install runs in the guest
     run = facts["script"]
     assert run is not None and run["rc"] == 0, run
     out = run["stdout"].splitlines()

@@ -8,12 +8,13 @@ do not stop the parse: every one becomes a Problem, so `kickstart validate` repo
 
 from __future__ import annotations
 
+import posixpath
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlsplit, urlunsplit
 
 from pykickstart import constants
 from pykickstart.errors import KickstartError
@@ -313,7 +314,7 @@ class _RecordingParser(KickstartParser):  # type: ignore[misc]
         if ks_source.is_url(f) or Path(f).is_absolute():
             location = f
         elif isinstance(base, str):
-            location = urljoin(base, f)
+            location = _beside_url(base, f)
         else:
             location = str(Path(base or Path.cwd()) / f)
         self.files.append(f)
@@ -334,6 +335,13 @@ class _RecordingParser(KickstartParser):  # type: ignore[misc]
         finally:
             self.bases.pop()
             self.files.pop()
+
+
+def _beside_url(base: str, name: str) -> str:
+    """`name` next to the file at URL `base` (urljoin knows http but not tftp)."""
+    u = urlsplit(base)
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(u.path) or "/", name))
+    return urlunsplit(u._replace(path=path, query="", fragment=""))
 
 
 def _opt(value: Any) -> str | None:
