@@ -15,15 +15,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from imagefix import Images, require_tool
 
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull, resolve
-from registry_fixture import Registry
 
-pytestmark = pytest.mark.root  # containers-storage (vfs driver: no mounts) needs root
+if TYPE_CHECKING:
+    from registry_fixture import Registry
 
 BOOTC_PY = Path(sys.executable).parent / "bootc-py"
 
