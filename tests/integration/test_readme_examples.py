@@ -269,7 +269,7 @@ def test_readme_image_examples(registry: Registry, tmp_path: Path) -> None:
 def test_readme_kickstart_examples(registry: Registry, tmp_path: Path) -> None:
     ks = tmp_path / "ks.cfg"
     ks.write_text(f"bootc --source-imgref registry:{registry.host}/os:1\n"
-                  "rootpw --lock\nclearpart --all --initlabel\nautopart\n")
+                  "rootpw --lock\nclearpart --all --initlabel\nautopart --type=plain\n")
     validate, dry, loopback = readme(*KICKSTART)
     subst = {"ks.cfg": str(ks), "disk.raw": str(tmp_path / "disk.raw")}
     cache = tmp_path / "cache"
