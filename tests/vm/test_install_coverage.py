@@ -65,7 +65,7 @@ def test_ext4_root_in_its_own_stateroot_boots(installed_disk: Callable[..., Path
 # README: `bootc-py usr-overlay` makes /usr writable until the next boot.
 USR_OVERLAY = """touch /usr/share/bootc-py-overlay 2>/dev/null && echo writable || echo read-only
 bootc-py usr-overlay
-echo fstype=$(findmnt -no FSTYPE /usr)
+echo fstype=$(findmnt -no FSTYPE /usr | tail -n1)  # the top of the stack
 touch /usr/share/bootc-py-overlay && echo written
 """
 
