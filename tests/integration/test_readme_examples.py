@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from synthetic import SyntheticImages, run_cli
+from synthetic import BOOTC_PY, SyntheticImages, run_cli
 
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount
@@ -189,7 +189,7 @@ def run(argv: list[str], subst: dict[str, str], cwd: Path, cache: Path) -> str:
     args = [subst.get(a, a) for a in argv]
     assert args[0] == "bootc-py"
     extra = ["--cache-dir", str(cache)] if _takes_cache(args) else []
-    proc = subprocess.run([str(Path(os.sys.executable).parent / "bootc-py"), *args[1:], *extra],
+    proc = subprocess.run([str(BOOTC_PY), *args[1:], *extra],
                           capture_output=True, text=True, cwd=cwd, timeout=900)
     assert proc.returncode == 0, f"{shlex.join(args)}:\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
