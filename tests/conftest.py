@@ -1,6 +1,7 @@
 """Shared test setup.
 
-Markers come from the directory: tests/integration is `root`, tests/vm is `vm`. The fast
+Markers come from the directory: tests/integration is `root`, tests/vm is `vm`; a module that
+starts a docker-registry (tests/registry_fixture.py's Registry) is `registry`. The fast
 iteration run is `pytest -m "not root and not vm"`; CI runs everything. A missing tool is a
 failure, never a skip: use `require_tool()`.
 """
@@ -16,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
 sys.path.insert(0, str(REPO / "tests"))  # testlib and the shared test helpers
 
+import registry_fixture  # noqa: E402
 from testlib import require_root, require_tool  # noqa: E402,F401  (re-exported)
 
 
@@ -27,3 +29,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.root)
             elif parts[1] == "vm":
                 item.add_marker(pytest.mark.vm)
+        # A module that starts a docker-registry (tests/registry_fixture.py) talks to one.
+        if getattr(getattr(item, "module", None), "Registry", None) is registry_fixture.Registry:
+            item.add_marker(pytest.mark.registry)

@@ -17,6 +17,14 @@ from bootc_py.installer import kargs
     ("a\tb\x01", "control character"),
     ("root=/dev/sda2", "a second root= is not allowed"),
     ("ro", "read-write"),
+    # The forms the kernel reads as a second root= or an ro: several words in one karg (a
+    # `--karg "quiet ro"`, a kargs.d entry), quoted parameter names.
+    ("quiet ro", "'ro' in it: the installer mounts the root read-write"),
+    ("ro  quiet", "'ro' in it: the installer mounts the root read-write"),
+    ('"ro"', "the installer mounts the root read-write"),
+    ("quiet root=/dev/sda2", "'root=/dev/sda2' in it: the installer sets root=UUID"),
+    ('"root=/dev/sda2"', "a second root= is not allowed"),
+    ('x="a b" root=LABEL=r', "'root=LABEL=r' in it"),
 ])
 def test_bad_kargs_are_refused(karg: str, reason: str) -> None:
     with pytest.raises(UsageError) as err:
@@ -27,6 +35,7 @@ def test_bad_kargs_are_refused(karg: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize("karg", ['opt="a b"', "console=ttyS0,115200n8", "rootflags=x",
-                                  "rd.root=1", "systemd.unit=multi-user.target", "rw"])
+                                  "rd.root=1", "systemd.unit=multi-user.target", "rw",
+                                  'opt="ro root=x"', "rootwait", "ro.x=1", "quiet splash"])
 def test_good_kargs_pass(karg: str) -> None:
     kargs.check([karg], "--karg")

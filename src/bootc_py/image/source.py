@@ -4,7 +4,9 @@
 layer into the cache, verifying each blob's digest, and returns an `Image` whose blobs are all
 there. `resolve(ref, opts)` stops after the config (what `inspect` and update checks need).
 containers-storage: and docker-archive: images are first copied by skopeo into a temporary OCI
-layout inside the cache, then read like oci:.
+layout inside the cache, then read like oci:. containers-storage keeps layers uncompressed, so that
+copy is re-compressed and its manifest digest is not the stored image's: the digest recorded
+(origin, status, `image inspect`) is the stored image's own, as `podman images --digests` shows it.
 """
 
 from __future__ import annotations
@@ -228,6 +230,10 @@ def _diff_ids(config: dict[str, Any], n_layers: int, what: str) -> list[str]:
 # Where blobs come from.
 
 class _Fetcher(Protocol):
+    # The digest the source itself calls the image by, when the manifest root() returns is a
+    # re-encoded copy (containers-storage); None: root()'s manifest is the image's own.
+    own_digest: str | None
+
     def root(self) -> tuple[bytes, str | None, str | None]:
         """(manifest or index bytes, media type hint, the digest they must have, if known)"""
 
@@ -238,6 +244,8 @@ class _Fetcher(Protocol):
 
 
 class _RegistryFetcher:
+    own_digest: str | None = None
+
     def __init__(self, ref: ImageRef, opts: PullOptions) -> None:
         self.ref = ref
         self.client = RegistryClient(ref, ClientOptions(
@@ -258,9 +266,10 @@ class _RegistryFetcher:
 
 
 class _LayoutFetcher:
-    def __init__(self, layout: Layout, tag: str | None) -> None:
+    def __init__(self, layout: Layout, tag: str | None, own_digest: str | None = None) -> None:
         self.layout = layout
         self.tag = tag
+        self.own_digest = own_digest
 
     def root(self) -> tuple[bytes, str | None, str | None]:
         desc = self.layout.select(self.tag)
@@ -303,16 +312,28 @@ def _open_fetcher(ref: ImageRef, opts: PullOptions, cache: BlobCache) -> Iterato
         # containers-storage: and docker-archive: through skopeo, into a layout next to the cache.
         tmp = Path(tempfile.mkdtemp(prefix="skopeo-", dir=cache.root / "tmp"))
         try:
-            argv = ["skopeo", "copy", "--quiet"]
+            platform: list[str] = []
+            own = None
             if t is Transport.CONTAINERS_STORAGE:
-                argv += ["--override-arch", _norm_arch(opts.arch), "--override-os", opts.os]
+                platform = ["--override-arch", _norm_arch(opts.arch), "--override-os", opts.os]
             try:
-                run([*argv, str(ref), f"oci:{tmp}:image"], quiet=True)
+                if t is Transport.CONTAINERS_STORAGE:
+                    own = _stored_digest(ref, platform)
+                run(["skopeo", *platform, "copy", "--quiet", str(ref), f"oci:{tmp}:image"],
+                    quiet=True)
             except CommandError as exc:
                 raise skopeo_error(str(ref), exc.stderr) from None
-            yield _LayoutFetcher(OciDir(tmp), "image")
+            yield _LayoutFetcher(OciDir(tmp), "image", own)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stored_digest(ref: ImageRef, platform: list[str]) -> str:
+    """The digest of the manifest containers-storage holds for `ref` (for an image podman
+    pulled from an index, the platform entry's), which skopeo's copy out of it does not keep."""
+    # The exact bytes (JSON is UTF-8; no stripping: a trailing newline is part of the digest).
+    body = run(["skopeo", *platform, "inspect", "--raw", str(ref)], capture=True).stdout.encode()
+    return dg.of_bytes(body, "sha256")
 
 
 def skopeo_error(ref: str, stderr: str) -> ImageError:
@@ -457,8 +478,8 @@ def _fetch(ref: ImageRef, opts: PullOptions, with_layers: bool,
             cache.record(ImageRecord(str(ref), digest, config_desc.digest,
                                      tuple(blobs + [x.digest for x in layers]),
                                      sum(x.size for x in layers), time.time()))
-        return Image(ref, digest, doc, config_desc.digest, config, layers, cache.root,
-                     index_digest, fetched)
+        return Image(ref, fetcher.own_digest or digest, doc, config_desc.digest, config, layers,
+                     cache.root, index_digest, fetched)
 
 
 def pull(ref: ImageRef, opts: PullOptions, *,

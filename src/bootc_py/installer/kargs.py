@@ -22,6 +22,25 @@ def check(kargs: Iterable[str], source: str) -> None:
                              'quote values with spaces as name="a b"')
 
 
+def words(karg: str) -> list[str]:
+    """The kernel's view of one `karg`: words split on whitespace outside double quotes (a
+    `--karg "quiet ro"` or a kargs.d entry "a b" is two arguments on the linux line)."""
+    out: list[str] = []
+    word, quoted = "", False
+    for c in karg:
+        if c == '"':
+            quoted = not quoted
+        if c.isspace() and not quoted:
+            if word:
+                out.append(word)
+            word = ""
+        else:
+            word += c
+    if word:
+        out.append(word)
+    return out
+
+
 def _problem(karg: str) -> str | None:
     if not karg.strip():
         return "it is empty"
@@ -31,8 +50,14 @@ def _problem(karg: str) -> str | None:
         return "it contains a control character"
     if karg.count('"') % 2 or karg.count("'") % 2:
         return "it has an unbalanced quote (grub.cfg would not parse)"
-    if karg.split("=", 1)[0] == "root" and "=" in karg:
-        return "the installer sets root=UUID=<root> itself; a second root= is not allowed"
-    if karg == "ro":
-        return "the installer mounts the root read-write ('rw'; /usr stays read-only)"
+    many = len(words(karg)) > 1
+    for word in words(karg):
+        # The kernel drops the quotes around a parameter ("ro", "root=x" are ro and root=).
+        name, eq, _ = word.replace('"', "").partition("=")
+        where = f"{word!r} in it: " if many else ""
+        if name == "root" and eq:
+            return (f"{where}the installer sets root=UUID=<root> itself; a second root= is "
+                    "not allowed")
+        if name == "ro" and not eq:
+            return f"{where}the installer mounts the root read-write ('rw'; /usr stays read-only)"
     return None
