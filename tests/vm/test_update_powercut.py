@@ -138,7 +138,8 @@ CANARY = "echo canary > /etc/bootc-py-test/canary\n"
 UPGRADE_TO_CONSOLE = "fsync_ticker\nbootc-py upgrade >/dev/ttyS0 2>&1\n"
 IMPORTING = r"==> Assembling the OS tree"
 STAGING = r"==> Staging the deployment"
-FINALIZING = r"Stopping .*OSTree Finalize Staged Deployment"
+# systemd shortens status lines to the console width in the middle: either end may remain.
+FINALIZING = r"Stopping \S*ostree-finalize|Stopping .*Finalize Staged Deployment"
 
 
 @dataclass
