@@ -232,11 +232,8 @@ def assert_whole(state: dict[str, Any], booted: str, variant: str) -> dict[str, 
 def chain(installed_disk: Callable[..., Path], sample_images: SampleImages,
           vm_factory: Callable[..., VM], tmp_path: Path) -> Iterator[Chain]:
     with Registry(tmp_path / "registry") as reg:
-        # A device job waits DefaultTimeoutStartSec (90 s): on a loaded 2-core TCG host the
-        # /boot partition has appeared later than that (emergency mode seen); wait longer.
         disk = installed_disk("--target-imgref", f"docker://{STABLE}",
-                              "--karg=console=ttyS0,115200n8",
-                              "--karg=systemd.default_timeout_start_sec=600")
+                              "--karg=console=ttyS0,115200n8")
         sample_images.push("v1", f"{reg.host}/{REPO}:stable")
         sample_images.push("v2", f"{reg.host}/{REPO}:stable")
         yield Chain(disk, tmp_path, reg, vm_factory)
