@@ -17,9 +17,7 @@ Cold boots (about 90-120 s each under TCG on the shared machine):
     5 nobody touches the host: the timer upgrades and reboots it (qemu ends on the reboot)
     6 the new image booted; policy `apply = "stage"`
     7 nobody touches the host: the timer stages, does not reboot
-- the power-cut proof (qemu killed during the import and during staging) is not in the suite:
-  its first full run failed (the guest had no network on the boot after the cut, so the rerun
-  of `upgrade` could not reach the registry); see the closing note of 2026-12-01.
+- the power-cut and disk-full proof is tests/vm/test_update_powercut.py.
 """
 
 from __future__ import annotations

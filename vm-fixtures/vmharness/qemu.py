@@ -342,6 +342,16 @@ class VM:
             self._terminate()
             raise
 
+    def power_cut(self) -> None:
+        """Pull the plug: SIGKILL qemu at once (no ACPI, no flush of the guest's caches).
+        What the guest wrote but did not flush may be lost, as on real hardware."""
+        if not self.running():
+            raise VMError(f"{self.name}: qemu is not running: nothing to cut")
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
     def _terminate(self) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:

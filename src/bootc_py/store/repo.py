@@ -17,7 +17,13 @@ from bootc_py.run import output, run
 
 @dataclass(frozen=True)
 class OstreeRepo:
+    """`fsync`: a commit's objects reach the disk before its ref names them (ostree's
+    default). Without it a power cut can leave a ref, or an object that exists under its
+    name, whose content never reached the disk: fine for a fresh install (synced once at
+    its end, and never used half-done), not for an installed host's repository."""
+
     path: Path
+    fsync: bool = False
 
     def _argv(self, *args: str | os.PathLike[str]) -> list[str]:
         return ["ostree", f"--repo={self.path}", *[os.fspath(a) for a in args]]
@@ -76,7 +82,8 @@ class OstreeRepo:
         extra: Sequence[str] = (),
     ) -> str:
         args: list[str] = ["commit", f"--branch={branch}", f"--tree=dir={tree}",
-                           f"--subject={subject}", "--no-bindings", "--fsync=false"]
+                           f"--subject={subject}", "--no-bindings",
+                           f"--fsync={'true' if self.fsync else 'false'}"]
         for key, value in (metadata or {}).items():
             args.append(f"--add-metadata-string={key}={value}")
         if bootable:

@@ -162,9 +162,10 @@ def _gi_python() -> str:
 class Sysroot:
     """An ostree sysroot at `root` ("/" on the booted host, or a mounted disk's root)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        """`durable=False` only for a fresh install (see OstreeRepo.fsync)."""
         self.root = root
-        self.repo = OstreeRepo(root / "ostree/repo")
+        self.repo = OstreeRepo(root / "ostree/repo", fsync=durable)
 
     def __repr__(self) -> str:
         return f"Sysroot({str(self.root)!r})"
@@ -175,7 +176,7 @@ class Sysroot:
         the bootloader configuration)."""
         run(["ostree", "admin", "init-fs", "--modern", str(root)], quiet=True)
         run(["ostree", "admin", "os-init", f"--sysroot={root}", stateroot], quiet=True)
-        sysroot = cls(root)
+        sysroot = cls(root, durable=False)
         sysroot.repo.config_set("sysroot.bootloader", "none")
         return sysroot
 

@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bootc_py import log as steplog
 from bootc_py.errors import BootcPyError, NoSpaceError, UpdateError, UsageError
 from bootc_py.image import digest as dg
 from bootc_py.image.cache import BlobCache
@@ -261,8 +262,11 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
     origin = Origin(plan.imgref, image.manifest_digest)
     if plan.download_only and plan.stage:
         sysroot.lock_staged(True)  # before the deployment exists, so no reboot can apply it
-    dep = sysroot.deploy(imported.ref, origin, stateroot=stateroot, stage=plan.stage,
-                         retain=retain, not_as_default=plan.download_only and not plan.stage)
+    # A named step: its start line is what a power-cut test waits for to cut mid-staging.
+    with steplog.step("deploy", "Staging the deployment" if plan.stage else "Deploying"):
+        dep = sysroot.deploy(imported.ref, origin, stateroot=stateroot, stage=plan.stage,
+                             retain=retain,
+                             not_as_default=plan.download_only and not plan.stage)
     record = sysroot.state_dir / DOWNLOADED_RECORD
     if plan.download_only and not plan.stage:
         record.parent.mkdir(parents=True, exist_ok=True)
