@@ -52,7 +52,9 @@ AGENT = "bootc-py-fetch-apply-updates.service"
 PRELUDE = r"""set -e
 section() { echo "=== $1"; }
 say() { echo "bootc-py-test: $*" > /dev/ttyS0; }
-for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && break; sleep 1; done
+wait_net() { for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done; }
+# Before SETUP has configured the network there is none to wait for (that wait cost 120 s).
+[ ! -e /etc/systemd/network/20-bootc-py-test.network ] || wait_net
 # The check unit's settle wait is bounded (180 s): on a loaded machine the health check (after
 # multi-user.target) may still run. Its verdict and any fallback come first.
 for i in $(seq 900); do
@@ -71,6 +73,7 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' \
 printf '[[registry]]\nlocation = "10.0.2.100:5000"\ninsecure = true\n' \
     > /etc/containers/registries.conf.d/50-bootc-py-test.conf
 systemctl enable --now systemd-networkd 2>/dev/null
+wait_net
 echo GREENBOOT_MAX_BOOT_ATTEMPTS=2 > /etc/greenboot/greenboot.conf
 for stage in red green; do
     cat > /etc/greenboot/$stage.d/50-bootc-py-test.sh <<EOF

@@ -51,7 +51,9 @@ PRELUDE = r"""set -e
 mark() { python3 -c 'import sys, urllib.request
 urllib.request.urlopen("http://10.0.2.100:5000/v2/?bootc-py-test=" + sys.argv[1]).read()' "$1"; }
 section() { echo "=== $1"; }
-for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && break; sleep 1; done
+wait_net() { for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done; }
+# Before FIRST_BOOT has configured the network there is none to wait for (that wait cost 120 s).
+[ ! -e /etc/systemd/network/20-bootc-py-test.network ] || wait_net
 """
 FIRST_BOOT = r"""mkdir -p /etc/systemd/network /etc/containers/registries.conf.d
 printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' \
@@ -59,6 +61,7 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' \
 printf '[[registry]]\nlocation = "10.0.2.100:5000"\ninsecure = true\n' \
     > /etc/containers/registries.conf.d/50-bootc-py-test.conf
 systemctl enable --now systemd-networkd 2>/dev/null
+wait_net
 """
 # What an admin changed locally, and data in /var: both must outlive every update.
 LOCAL_CHANGES = r"""mkdir -p /etc/bootc-py-test /var/lib/bootc-py-test
