@@ -1,5 +1,5 @@
 """install to-existing-root onto a "running system" made on loop devices, its refusals, and
-install finalize. (The real takeover of a booted machine is tests/vm/test_existing_root.py.)"""
+install finalize. (The real takeover of a booted machine is tests/vm/test_takeover_boot.py.)"""
 
 from __future__ import annotations
 
