@@ -118,7 +118,8 @@ def finish_tree(rootfs: Path) -> dict[str, Any]:
     (rootfs / "etc/fstab").write_text(
         "# bootc-py plain fixture disk\n"
         f"UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n"
-        f"UUID={ESP_UUID} /boot/efi vfat umask=0077 0 1\n")
+        # nofail + a long device timeout: a slow TCG boot must not end in emergency mode.
+        f"UUID={ESP_UUID} /boot/efi vfat umask=0077,nofail,x-systemd.device-timeout=600s 0 1\n")
     (rootfs / "boot/efi").mkdir(exist_ok=True)
     (rootfs / "boot/grub").mkdir(exist_ok=True)
     (rootfs / "boot/grub/grub.cfg").write_text(grub_cfg(kver))

@@ -14,6 +14,12 @@ systemctl disable apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
     e2scrub_all.timer fstrim.timer e2scrub_reap.service systemd-pstore.service
 systemctl mask systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
     proc-sys-fs-binfmt_misc.mount getty@tty1.service
+# Under TCG on a busy machine udev's coldplug can take longer than systemd's 90 s device
+# timeout (seen: ttyS0 and the ESP "timed out", emergency mode). Wait longer for devices.
+mkdir -p /etc/systemd/system.conf.d /etc/systemd/system/dev-ttyS0.device.d
+printf '[Manager]\nDefaultDeviceTimeoutSec=600s\nDefaultTimeoutStartSec=600s\n' \
+    > /etc/systemd/system.conf.d/50-bootc-py-fixture.conf
+printf '[Unit]\nJobTimeoutSec=600s\n' > /etc/systemd/system/dev-ttyS0.device.d/50-timeout.conf
 echo plain-debian > /etc/hostname
 rm -f /etc/resolv.conf
 rm -f /etc/apt/sources.list.d/*

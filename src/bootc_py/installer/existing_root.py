@@ -27,6 +27,7 @@ from bootc_py.installer import cleanup_unit
 from bootc_py.installer.deploy import InstallResult, finish, install_into
 from bootc_py.installer.plan import InstallOptions, InstallPlan
 from bootc_py.installer.to_filesystem import ALLOWED_IN_ROOT, ResolvedTarget, resolve_target
+from bootc_py.run import run
 
 log = logging.getLogger(__name__)
 
@@ -251,5 +252,10 @@ def install_to_existing_root(opts: ExistingRootOptions, *, dry_run: bool = False
     result = install_into(target, plan.install, resolved.prepared.image)
     if opts.cleanup:
         cleanup_unit.install(target.root, result.deployment)
-    finish(target, plan.install, resolved.prepared.image, result, root_ssh_authorized_keys=keys)
+    # The running root is not frozen (everything on the system writing to it would stall);
+    # a sync now, and the journal is written back at the clean shutdown before the reboot.
+    finish(target, plan.install, resolved.prepared.image, result, root_ssh_authorized_keys=keys,
+           unmount_follows=plan.facts.running)
+    if plan.facts.running:
+        run(["sync"])
     return TakeoverResult(plan, result)
