@@ -38,7 +38,8 @@ mount LABEL=BPYPAYLOAD /mnt/payload
 cat /etc/debian_version
 ls /boot
 PYTHONPATH=/mnt/payload/py python3 -m bootc_py install to-existing-root {flags} \\
-    --karg console=ttyS0,115200n8 --source-imgref oci:/mnt/payload/oci:v1 --cache-dir /mnt/payload/cache /
+    --karg console=ttyS0,115200n8 --source-imgref oci:/mnt/payload/oci:v1 \\
+    --cache-dir /mnt/payload/cache /
 umount /mnt/payload
 sync
 echo took-over
