@@ -181,3 +181,28 @@ def installed_disk(installed_base: Callable[..., Path], tmp_path: Path) -> Calla
         base = installed_base(*install_args, variant=variant)
         return qcow2_overlay(base, tmp_path / f"{name}-{next(counter)}.qcow2")
     return get
+
+
+@pytest.fixture(scope="session")
+def plain_disk_base(request: pytest.FixtureRequest) -> Path:
+    """The plain (non-ostree) Debian disk (vm-fixtures/fixture_image/plaindisk.py), from the
+    fixture cache (read-only: boot `plain_disk()` overlays)."""
+    require_root(request.config)
+    require_tool(request.config, "mmdebstrap", "sfdisk", "grub-install", "mcopy", *VM_TOOLS)
+    from fixture_image.plaindisk import plain_disk as build
+
+    return build()[0]
+
+
+@pytest.fixture
+def plain_disk(plain_disk_base: Path, tmp_path: Path) -> Callable[..., Path]:
+    """`plain_disk(name="plain")` -> a fresh qcow2 overlay over the cached plain Debian disk."""
+    counter = itertools.count(1)
+
+    def get(name: str = "plain") -> Path:
+        path = tmp_path / f"{name}-{next(counter)}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                        str(plain_disk_base), str(path)], check=True)
+        return path
+    return get
+

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bootc_py.bootloader import bootcount, grub, systemd_boot
 from bootc_py.bootloader.bls import read_entries
-from bootc_py.errors import BootloaderError
+from bootc_py.errors import BootcPyError, BootloaderError
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,19 @@ def esp_writer(setup: BootloaderSetup, device: Path | None = None) -> systemd_bo
     return _esp_writer(setup, device)
 
 
+def _vendor_grubs(esp: systemd_boot.EspWriter) -> list[str]:
+    found = []
+    for vendor in esp.listdir("EFI"):
+        if vendor.upper() == "BOOT":
+            continue
+        try:
+            names = esp.listdir(f"EFI/{vendor}")
+        except BootcPyError:  # a file, not a vendor directory
+            continue
+        found += [f"EFI/{vendor}/{n}" for n in names if n.lower() == "grubx64.efi"]
+    return found
+
+
 def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path | None,
             esp_device: Path | None) -> None:
     """Install the bootloaders of `setup`; `boot` is the mounted /boot filesystem."""
@@ -112,7 +125,8 @@ def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path 
     if setup.uses_esp:
         if esp_device is None:
             raise BootloaderError("a UEFI bootloader needs the EFI system partition's device")
-        esp = _open_esp(esp_device)
+        # Through its mount point when mounted (to-existing-root: the running system's ESP).
+        esp = _esp_writer(setup, esp_device)
         if setup.grub_efi:
             with tempfile.TemporaryDirectory(prefix="bootc-py-grub-") as tmp:
                 image = grub.build_efi_image(image_root, setup.boot_uuid, setup.grub_prefix,
@@ -120,6 +134,11 @@ def install(setup: BootloaderSetup, *, boot: Path, image_root: Path, disk: Path 
                 for directory in ("EFI", "EFI/BOOT"):
                     esp.mkdir(directory)
                 esp.copy(image, "EFI/BOOT/BOOTX64.EFI")
+                # A previous OS's GRUB (EFI/debian/grubx64.efi, what its firmware boot entry
+                # starts, directly or through shim) is replaced too, so that entry boots this.
+                for vendor in _vendor_grubs(esp):
+                    log.info("replacing the previous GRUB at %s", vendor)
+                    esp.copy(image, vendor)
         if setup.systemd_boot:
             systemd_boot.install_binary(esp, image_root)
     record = boot / RECORD

@@ -166,6 +166,98 @@ def to_filesystem(
                f"deployment {done.result.deployment.checksum[:12]}.{done.result.deployment.serial}")
 
 
+@app.command("to-existing-root")
+def to_existing_root(
+    root_path: Path = typer.Argument(Path("/target"), metavar="[ROOT_PATH]",
+                                     help="The running system's root: /target when run in a "
+                                     "container with -v /:/target (the default), or /."),
+    replace: str = typer.Option("alongside", "--replace", metavar="alongside|wipe",
+                                help="alongside: keep the old files (readable under /sysroot "
+                                "afterwards); wipe: empty the target first (not the root this "
+                                "system runs from)."),
+    acknowledge_destructive: bool = typer.Option(
+        False, "--acknowledge-destructive",
+        help="Skip the warning and the 20 s pause before the bootloader is replaced."),
+    cleanup: bool = typer.Option(False, "--cleanup",
+                                 help="On the first boot of the new system, delete the old "
+                                 "system's files from the physical root."),
+    source_imgref: str = SOURCE_IMGREF,
+    target_imgref: str = TARGET_IMGREF,
+    karg: list[str] = KARG,
+    root_ssh_authorized_keys: Path = typer.Option(
+        None, "--root-ssh-authorized-keys", metavar="FILE",
+        help="SSH public keys for root (default: the old system's "
+        "ROOT_PATH/root/.ssh/authorized_keys)."),
+    stateroot: str = STATEROOT,
+    bootloader: str = BOOTLOADER,
+    dry_run: bool = DRY_RUN,
+    cache_dir: Path = CACHE_DIR,
+    tls_verify: str = TLS_VERIFY,
+    authfile: Path = AUTHFILE,
+) -> None:
+    """Take over the running (non-ostree) system: the next boot is the image.
+
+    Example: bootc-py install to-existing-root --source-imgref docker://reg/os:1 /
+    """
+    from bootc_py.installer.existing_root import (
+        ExistingRootOptions,
+        Replace,
+        install_to_existing_root,
+    )
+
+    if replace not in {r.value for r in Replace}:
+        raise UsageError(f"unknown --replace mode '{replace}'", "choose alongside or wipe")
+    install = _options(source_imgref=source_imgref, target_imgref=target_imgref,
+                       stateroot=stateroot, filesystem=None, root_size=None,
+                       bootloader=bootloader, generic_image=True, karg=karg,
+                       keys=root_ssh_authorized_keys, wipe=False, disk_size=None,
+                       cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
+    done = install_to_existing_root(
+        ExistingRootOptions(install, root_path, Replace(replace), acknowledge_destructive,
+                            cleanup), dry_run=dry_run)
+    if dry_run:
+        typer.echo(done.plan.render(), nl=False)
+        return
+    assert done.result is not None
+    dep = done.result.deployment
+    typer.echo(f"Installed {done.plan.install.source} ({done.plan.install.manifest_digest}) "
+               f"alongside the system on {done.plan.facts.root}: deployment "
+               f"{dep.checksum[:12]}.{dep.serial}, bootloaders "
+               f"{', '.join(done.plan.install.bootloaders.names) or 'none'}; reboot to start it"
+               + (" (the old files are deleted on its first boot)" if cleanup else
+                  " (the old files stay under /sysroot)"))
+
+
+@app.command("finalize")
+def finalize(
+    root_path: Path = typer.Argument(..., help="The mounted root of a finished install."),
+) -> None:
+    """The last step of an install into filesystems you manage (as bootc's): check the
+    install, regenerate the bootloader configuration, flush the filesystems."""
+    from bootc_py.installer.reset import finalize_install
+
+    done = finalize_install(root_path)
+    typer.echo(f"Finalized {root_path}: {done}")
+
+
+@app.command("reset")
+def reset(
+    stateroot: str = typer.Option(None, "--stateroot", metavar="NAME",
+                                  help="The new stateroot (default: state-YEAR-N)."),
+    apply: bool = typer.Option(False, "--apply", help="Reboot into the new stateroot."),
+    karg: list[str] = KARG,
+) -> None:
+    """Factory reset: deploy the booted image into a fresh stateroot (new /etc and /var); the
+    current one stays as the rollback until you remove it."""
+    from bootc_py.installer.reset import reset_host
+
+    done = reset_host(stateroot, kargs=tuple(karg or ()), apply=apply)
+    typer.echo(f"Reset: {done.image} deployed into the new stateroot {done.stateroot} "
+               f"({done.deployment.checksum[:12]}.{done.deployment.serial}); the previous "
+               f"stateroot {done.previous} is the rollback"
+               + ("" if apply else "; reboot to start it"))
+
+
 @app.command("print-configuration")
 def print_configuration(
     imgref: str = typer.Argument(None, help="The image (default: the one bootc-py runs in)."),

@@ -321,3 +321,56 @@ def _swap_use(name: str, majmins: dict[tuple[int, int], str],
         return [InUse(UseKind.SWAP, owner, name)] if owner else []
     owner = majmins.get((os.major(st.st_dev), os.minor(st.st_dev)))
     return [InUse(UseKind.SWAP, owner, f"swap file {name}")] if owner else []
+
+
+@dataclass(frozen=True)
+class BlockStack:
+    """What a filesystem's block device sits on: the whole disks under it, and the device-mapper
+    volume in between (an LVM logical volume: `lvm` is its dm name)."""
+
+    device: str
+    disks: tuple[str, ...]
+    lvm: str | None = None
+
+
+def _slaves_disks(name: str, seen: set[str], sys: Path) -> set[str]:
+    """Whole-disk names under block device `name` (through dm/md slaves and partitions)."""
+    if name in seen:
+        return set()
+    seen.add(name)
+    sysdir = sys / "class/block" / name
+    try:
+        slaves = sorted(p.name for p in (sysdir / "slaves").iterdir())
+    except OSError:
+        slaves = []
+    if slaves:
+        found: set[str] = set()
+        for slave in slaves:
+            found |= _slaves_disks(slave, seen, sys)
+        return found
+    if (sysdir / "partition").exists():
+        return {sysdir.resolve().parent.name}
+    return {name}
+
+
+def block_stack(device: str, sys: Path = Path("/sys")) -> BlockStack:
+    """The disks under `device` (e.g. /dev/mapper/vg-root on /dev/vda3 and /dev/vdb)."""
+    try:
+        st = os.stat(device)
+    except OSError as exc:
+        raise DiskError(f"cannot examine {device}: {exc.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        return BlockStack(device, ())
+    return stack_of(device, f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}", sys)
+
+
+def stack_of(device: str, majmin: str, sys: Path = Path("/sys")) -> BlockStack:
+    """block_stack for the device numbered `majmin`, read from the sysfs at `sys`."""
+    try:
+        name = (sys / "dev/block" / majmin).resolve(strict=True).name
+    except OSError:
+        return BlockStack(device, ())
+    dm_uuid = (_read(sys / f"class/block/{name}/dm/uuid") or "").strip()
+    dm_name = (_read(sys / f"class/block/{name}/dm/name") or name).strip()
+    disks = tuple(f"/dev/{d}" for d in sorted(_slaves_disks(name, set(), sys)))
+    return BlockStack(device, disks, dm_name if dm_uuid.startswith("LVM-") else None)

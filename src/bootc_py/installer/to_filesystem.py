@@ -17,7 +17,7 @@ from bootc_py.disk.plan import PartType
 from bootc_py.errors import InstallError, UsageError
 from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
 from bootc_py.installer.plan import BootloaderChoice, InstallOptions, InstallPlan
-from bootc_py.installer.prepare import prepare
+from bootc_py.installer.prepare import PreparedImage, prepare
 from bootc_py.run import output, run
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,22 @@ def _disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
     return disk, found
 
 
-def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
-                          dry_run: bool = False) -> FsInstall:
-    root_mount = root_mount.resolve()
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """The image resolved and the mounted target described: nothing written yet."""
+
+    prepared: PreparedImage
+    plan: InstallPlan
+    target: TargetFilesystems
+
+
+def resolve_target(root_mount: Path, opts: InstallOptions) -> ResolvedTarget:
+    """Pull and check the image, find the filesystems under `root_mount` and the bootloaders
+    its disk can carry. Reads only; shared by to-filesystem and to-existing-root."""
     root_fs = _mount_of(root_mount)
     if root_fs is None:
         raise UsageError(f"{root_mount} is not a mount point",
                          "mount the target root filesystem there first")
-    stray = sorted(p.name for p in root_mount.iterdir() if p.name not in ALLOWED_IN_ROOT)
-    if stray:
-        raise UsageError(f"{root_mount} is not empty (found {', '.join(stray[:5])})",
-                         "install into an empty filesystem")
     boot_fs = _mount_of(root_mount / "boot")
     prepared = prepare(replace(opts, filesystem=root_fs.fstype))
     disk, parts = _disk_partitions(root_fs.source)
@@ -99,9 +104,6 @@ def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
         raise UsageError("systemd-boot needs /boot on its own filesystem",
                          f"mount one at {root_mount / 'boot'} or use --bootloader grub")
     plan = replace(prepared.plan, bootloaders=choice, device=root_mount)
-    if dry_run:
-        return FsInstall(plan, None)
-    (root_mount / "boot").mkdir(exist_ok=True)
     esp_uuid = None
     if esp:
         esp_uuid = output(["blkid", "-s", "UUID", "-o", "value", esp]) or None
@@ -113,7 +115,25 @@ def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
         esp_device=Path(esp) if esp else None, disk=Path(disk) if disk else None)
     if not target.root_uuid:
         raise InstallError(f"cannot find the UUID of the filesystem at {root_mount}")
-    result = install_into(target, plan, prepared.image)
-    finish(target, plan, prepared.image, result,
+    return ResolvedTarget(prepared, plan, target)
+
+
+def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
+                          dry_run: bool = False) -> FsInstall:
+    root_mount = root_mount.resolve()
+    if _mount_of(root_mount) is None:
+        raise UsageError(f"{root_mount} is not a mount point",
+                         "mount the target root filesystem there first")
+    stray = sorted(p.name for p in root_mount.iterdir() if p.name not in ALLOWED_IN_ROOT)
+    if stray:
+        raise UsageError(f"{root_mount} is not empty (found {', '.join(stray[:5])})",
+                         "install into an empty filesystem")
+    resolved = resolve_target(root_mount, opts)
+    plan, target = resolved.plan, resolved.target
+    if dry_run:
+        return FsInstall(plan, None)
+    target.boot.mkdir(exist_ok=True)
+    result = install_into(target, plan, resolved.prepared.image)
+    finish(target, plan, resolved.prepared.image, result,
            root_ssh_authorized_keys=opts.root_ssh_authorized_keys)
     return FsInstall(plan, result)
