@@ -75,10 +75,19 @@ def _used(path: Path) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
-def _cli(*args: str) -> str:
-    res = run_cli(*args)
+# BENCH_PROFILE=DIR: the timed verbs run with -vv and their step/run log goes to DIR (each
+# run() logs its program's wall time), to see where the time goes.
+PROFILE = os.environ.get("BENCH_PROFILE")
+
+
+def _cli(*args: str, name: str | None = None) -> str:
+    argv = ("-vv", *args) if PROFILE and name else args
+    res = run_cli(*argv)
     if res.returncode != 0:
         raise SystemExit(f"bootc-py {' '.join(args)} failed: {res.stderr}")
+    if PROFILE and name:
+        Path(PROFILE).mkdir(parents=True, exist_ok=True)
+        (Path(PROFILE) / f"{name}.log").write_text(res.stderr)
     return res.stdout
 
 
@@ -116,10 +125,11 @@ def main() -> None:
             _cli("upgrade", "--check", "--sysroot", str(mnt))
             check_cold = time.monotonic() - t0  # right after mounting: cold page cache
             t0 = time.monotonic()
-            _cli("upgrade", "--check", "--sysroot", str(mnt))
+            _cli("upgrade", "--check", "--sysroot", str(mnt), name="check")
             check_time = time.monotonic() - t0
             t0 = time.monotonic()
-            out = json.loads(_cli("upgrade", "--json", "--sysroot", str(mnt)))
+            out = json.loads(_cli("upgrade", "--json", "--sysroot", str(mnt),
+                                  name="upgrade"))
             upgrade_time = time.monotonic() - t0
             changed = sum(int(str(x["size"])) for x in _layers(layout, "v2")[-1:])
             used_first = _used(mnt)
