@@ -56,6 +56,14 @@ def test_authfile_and_env_replace_the_defaults(home: Path, monkeypatch: pytest.M
     assert home / ".config/containers/auth.json" not in auth_file_paths(explicit)
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(explicit))
     assert find_credentials("reg.io/x").username == "me"  # type: ignore[union-attr]
+    # A user-specified file (bootc's pull secret is passed so) is the only one read, as in
+    # containers/image: Docker's config does not fill in what it lacks.
+    _write(home / ".docker/config.json", {"other.io": {"auth": _b64("docker:2")}})
+    assert auth_file_paths(explicit) == [explicit]
+    assert find_credentials("other.io/x", explicit) is None
+    assert find_credentials("other.io/x") is None
+    monkeypatch.delenv("REGISTRY_AUTH_FILE")
+    assert find_credentials("other.io/x").username == "docker"  # type: ignore[union-attr]
 
 
 def test_missing_explicit_authfile_is_an_error(home: Path) -> None:
