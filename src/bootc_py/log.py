@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-
 from bootc_py import __version__
 from bootc_py.errors import UsageError
 
