@@ -42,10 +42,15 @@ class Registry:
     """docker-registry serving `root/data`, stopped (and its files removed) on exit."""
 
     def __init__(self, root: Path, users: dict[str, str] | None = None,
-                 token: TokenServer | None = None) -> None:
+                 token: TokenServer | None = None, *, proxy: str | None = None,
+                 accesslog: bool = False) -> None:
+        """`proxy`: a pull-through cache of that registry URL (`proxy: remoteurl:`);
+        `accesslog`: log every request (with its user agent) to `log_text()`."""
         self.root = Path(root)
         self.users = users or {}
         self.token = token
+        self.proxy = proxy
+        self.accesslog = accesslog
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -83,10 +88,12 @@ class Registry:
             cfg = self.root / "config.yml"
             cfg.write_text(
                 "version: 0.1\n"
-                "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                "log:\n  level: warn\n  accesslog:\n"
+                f"    disabled: {'false' if self.accesslog else 'true'}\n"
                 f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
                 "  delete:\n    enabled: true\n"
-                f"http:\n  addr: {self.host}\n" + auth)
+                f"http:\n  addr: {self.host}\n" + auth
+                + (f"proxy:\n  remoteurl: {self.proxy}\n" if self.proxy else ""))
             logf = open(self.root / "registry.log", "ab")  # noqa: SIM115 (owned by the process)
             self._proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=logf, stderr=logf,
                                           stdin=subprocess.DEVNULL)
@@ -121,6 +128,11 @@ class Registry:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def log_text(self) -> str:
+        """What the registry logged (its access log with `accesslog=True`)."""
+        path = self.root / "registry.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
 
     def __enter__(self) -> Registry:
         return self.start()

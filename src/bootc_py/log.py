@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from tqdm import tqdm
-
 from bootc_py import __version__
 from bootc_py.errors import UsageError
 
@@ -110,6 +108,10 @@ class ByteProgress:
         self.done = 0
         self._lock = threading.Lock()
         self._last_emit = 0.0
+        # Imported here: tqdm (with importlib.metadata) is ~0.15 s of CPU that a verb showing
+        # no bar, such as `upgrade --check`, should not pay at start-up.
+        from tqdm import tqdm
+
         self._bar = tqdm(total=total, desc=description, unit="B", unit_scale=True,
                          unit_divisor=1024, disable=not _reporter.bars, leave=False,
                          file=sys.stderr)

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def run(
         full_env.update(env or {})
     log.debug("run: %s", shlex.join(args))
     data = input.encode() if isinstance(input, str) else input
+    started = time.monotonic()
     try:
         with subprocess.Popen(
             [exe, *args[1:]],
@@ -126,6 +128,9 @@ def run(
                 raise
     except OSError as exc:  # e.g. exec format error, permission denied
         raise CommandError(args, 127, str(exc)) from exc
+    # The wall time of every program: `-vv` is the profile of a verb.
+    log.debug("run: %s exited %d after %.3f s", Path(args[0]).name, proc.returncode,
+              time.monotonic() - started)
     stdout = out.decode(errors="replace") if out is not None else ""
     stderr = err.decode(errors="replace") if err is not None else ""
     if stderr.strip():

@@ -144,13 +144,25 @@ def layer_blobs_in_cache(mnt: Path, layout: Path, tag: str) -> list[str]:
     return [x["digest"] for x in layers if (cache / x["digest"].split(":")[1]).exists()]
 
 
+def programs_run(debug_log: str, word: str) -> int:
+    """How many programs whose command line holds `word` a -vv run started."""
+    return sum(1 for line in debug_log.splitlines()
+               if line.startswith("run: ") and " exited " not in line and word in line)
+
+
 def test_check_finds_the_update_and_fetches_no_layer(disk: Path, registry: Registry,
                                                      images: Path) -> None:
     # Start: v1 installed. v2 pushed.
     registry.push(images, "v2", f"{REPO}:latest")
     v2 = _layout_index(images, "v2")["digest"]
     with mounted(disk) as mnt:
-        out = json.loads(cli(mnt, "upgrade", "--check", "--json"))
+        res = run_cli("-vv", "upgrade", "--check", "--json", "--sysroot", str(mnt))
+        assert res.returncode == 0, res.stderr
+        # The check's fixed cost: one libostree helper run lists the deployments with their
+        # commits' metadata; no `ostree show` per commit, no second listing (-vv logs each run).
+        assert programs_run(res.stderr, "libostree_helper.py") == 1, res.stderr
+        assert programs_run(res.stderr, " show ") == 0, res.stderr
+        out = json.loads(res.stdout)
         assert out["updateAvailable"] is True
         assert out["availableDigest"] == v2
         assert out["version"] == "2.0"
@@ -176,7 +188,12 @@ def test_upgrade_fetches_only_the_changed_layer_and_merges_etc(disk: Path, image
         var = mnt / "ostree/deploy/default/var"
         (var / "lib/app-data").parent.mkdir(parents=True, exist_ok=True)
         (var / "lib/app-data").write_text("precious\n")
-        out = json.loads(cli(mnt, "upgrade", "--json"))
+        res = run_cli("-vv", "upgrade", "--json", "--sysroot", str(mnt))
+        assert res.returncode == 0, res.stderr
+        # One listing before and one after the deploy; the commits' metadata comes with them.
+        assert programs_run(res.stderr, "libostree_helper.py") == 2, res.stderr
+        assert programs_run(res.stderr, " show ") == 0, res.stderr
+        out = json.loads(res.stdout)
         assert out["deployed"] and not out["staged"]  # offline: the default at once
         assert out["layersFetched"] == 1
         assert out["bytesFetched"] == top["size"]  # exactly the changed layer's blob

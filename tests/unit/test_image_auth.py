@@ -56,6 +56,14 @@ def test_authfile_and_env_replace_the_defaults(home: Path, monkeypatch: pytest.M
     assert home / ".config/containers/auth.json" not in auth_file_paths(explicit)
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(explicit))
     assert find_credentials("reg.io/x").username == "me"  # type: ignore[union-attr]
+    # A user-specified file (bootc's pull secret is passed so) is the only one read, as in
+    # containers/image: Docker's config does not fill in what it lacks.
+    _write(home / ".docker/config.json", {"other.io": {"auth": _b64("docker:2")}})
+    assert auth_file_paths(explicit) == [explicit]
+    assert find_credentials("other.io/x", explicit) is None
+    assert find_credentials("other.io/x") is None
+    monkeypatch.delenv("REGISTRY_AUTH_FILE")
+    assert find_credentials("other.io/x").username == "docker"  # type: ignore[union-attr]
 
 
 def test_missing_explicit_authfile_is_an_error(home: Path) -> None:
@@ -134,3 +142,35 @@ def test_registries_conf_v1_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         registries_conf.load(bad, tmp_path / "none.d")
     assert registries_conf.load(tmp_path / "missing.conf").entries == ()
+
+
+def test_registries_conf_mirrors_in_order_then_the_registry(tmp_path: Path) -> None:
+    main = tmp_path / "registries.conf"
+    main.write_text('[[registry]]\nprefix = "origin.test/team"\nlocation = "origin.test/t2"\n'
+                    '[[registry.mirror]]\nlocation = "cache.test:5000/team"\ninsecure = true\n'
+                    '[[registry.mirror]]\nlocation = "bydigest.test"\n'
+                    'pull-from-mirror = "digest-only"\n'
+                    '[[registry]]\nlocation = "strict.test"\nmirror-by-digest-only = true\n'
+                    '[[registry.mirror]]\nlocation = "m.test"\n')
+    extra = tmp_path / "sysroot-registries.conf.d"
+    extra.mkdir()
+    (extra / "50-cache.conf").write_text('[[registry]]\nlocation = "plain.test"\n'
+                                         '[[registry.mirror]]\nlocation = "near.test"\n')
+    conf = registries_conf.load(main, tmp_path / "none.d", extra_dropins=[extra])
+    by_tag = conf.pull_sources("origin.test/team/os", by_digest=False)
+    assert [(s.name, s.insecure, s.mirror) for s in by_tag] == [
+        ("cache.test:5000/team/os", True, True), ("origin.test/t2/os", False, False)]
+    by_digest = conf.pull_sources("origin.test/team/os", by_digest=True)
+    assert [s.name for s in by_digest] == ["cache.test:5000/team/os", "bydigest.test/os",
+                                           "origin.test/t2/os"]
+    assert [s.name for s in conf.pull_sources("strict.test/a", by_digest=False)] == \
+        ["strict.test/a"]
+    assert [s.name for s in conf.pull_sources("plain.test/a", by_digest=False)] == \
+        ["near.test/a", "plain.test/a"]  # an extra drop-in dir (an offline sysroot's)
+    assert [s.name for s in conf.pull_sources("other.test/a", by_digest=False)] == \
+        ["other.test/a"]
+    bad = tmp_path / "bad-mirror.conf"
+    bad.write_text('[[registry]]\nlocation = "a.test"\n[[registry.mirror]]\n'
+                   'location = "b.test"\npull-from-mirror = "sometimes"\n')
+    with pytest.raises(ConfigError, match="pull-from-mirror"):
+        registries_conf.load(bad, tmp_path / "none.d")

@@ -1,7 +1,8 @@
 """Registry credentials from the containers auth files, and WWW-Authenticate challenges.
 
-Lookup order follows containers-auth.json(5): the file given with --authfile (or
-$REGISTRY_AUTH_FILE) or else the runtime file (${XDG_RUNTIME_DIR}/containers/auth.json,
+Lookup order follows containers/image (pkg/docker/config getAuthFilePaths): a file given with
+--authfile (the updater passes bootc's /etc/ostree/auth.json so) or $REGISTRY_AUTH_FILE is the
+only file read; otherwise the runtime file (${XDG_RUNTIME_DIR}/containers/auth.json,
 /run/containers/$UID/auth.json), then ~/.config/containers/auth.json, then Docker's
 ~/.docker/config.json ($DOCKER_CONFIG). The first file that has an entry for the image wins; inside
 a file the most specific key wins (`host/ns/repo` before `host/ns` before `host`).
@@ -42,14 +43,13 @@ def auth_file_paths(authfile: Path | None = None) -> list[Path]:
     user_file = authfile or (Path(os.environ["REGISTRY_AUTH_FILE"])
                              if os.environ.get("REGISTRY_AUTH_FILE") else None)
     if user_file is not None:
-        paths.append(user_file)
-    else:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime:
-            paths.append(Path(runtime) / "containers" / "auth.json")
-        paths.append(Path(f"/run/containers/{os.geteuid()}/auth.json"))
-        config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-        paths.append(Path(config_home) / "containers" / "auth.json")
+        return [user_file]  # user-specified: nothing else is consulted, not even Docker's
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        paths.append(Path(runtime) / "containers" / "auth.json")
+    paths.append(Path(f"/run/containers/{os.geteuid()}/auth.json"))
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    paths.append(Path(config_home) / "containers" / "auth.json")
     docker_dir = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
     paths.append(Path(docker_dir) / "config.json")
     return list(dict.fromkeys(paths))  # unique, in order

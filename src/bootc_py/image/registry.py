@@ -31,7 +31,7 @@ from bootc_py.image import mediatypes as mt
 from bootc_py.image.auth import Challenge, Credentials, find_credentials, parse_challenge
 from bootc_py.image.cache import BlobWriter
 from bootc_py.image.ref import ImageRef
-from bootc_py.image.registries_conf import RegistriesConf
+from bootc_py.image.registries_conf import PullSource, RegistriesConf
 from bootc_py.image.registries_conf import load as load_registries_conf
 from bootc_py.log import ByteProgress
 
@@ -110,22 +110,32 @@ def _registry_errors(resp: requests.Response) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def pull_sources(ref: ImageRef, conf: RegistriesConf | None = None) -> tuple[PullSource, ...]:
+    """Where registries.conf says to pull `ref` from: its mirrors in order, then the registry.
+    A blocked registry is an error."""
+    conf = conf if conf is not None else load_registries_conf()
+    entry = conf.lookup(ref.name)
+    if entry is not None and entry.blocked:
+        raise RegistryError(f"registry {ref.registry} is blocked in registries.conf")
+    return conf.pull_sources(ref.name, by_digest=ref.digest is not None)
+
+
 class RegistryClient:
     """One repository on one registry. Thread-safe: each thread gets its own Session."""
 
     def __init__(self, ref: ImageRef, opts: ClientOptions,
-                 conf: RegistriesConf | None = None) -> None:
-        conf = conf if conf is not None else load_registries_conf()
-        entry = conf.lookup(ref.name)
-        if entry is not None and entry.blocked:
-            raise RegistryError(f"registry {ref.registry} is blocked in registries.conf")
-        name = conf.rewrite(ref.name)
+                 conf: RegistriesConf | None = None, source: PullSource | None = None) -> None:
+        """A client for `ref` at `source` (one of `pull_sources()`; default: the registry's
+        own location, after registries.conf relocation)."""
+        if source is None:
+            source = pull_sources(ref, conf)[-1]
+        name = source.name
         self.ref = ref
+        self.source = source
         self.host, self.repo = name.split("/", 1)
         self.api_host = "registry-1.docker.io" if self.host == "docker.io" else self.host
         self.opts = opts
-        self.insecure = opts.tls_verify is False or (
-            opts.tls_verify is None and entry is not None and entry.insecure)
+        self.insecure = opts.tls_verify is False or (opts.tls_verify is None and source.insecure)
         self._verify: bool | str = not self.insecure
         self._cert: tuple[str, str] | None = None
         self._load_certs_d()

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from bootc_py import log as blog
 from bootc_py.errors import (
+    BootcPyError,
     CommandError,
     DigestMismatchError,
     ImageError,
@@ -34,10 +35,11 @@ from bootc_py.errors import (
 )
 from bootc_py.image import digest as dg
 from bootc_py.image import mediatypes as mt
+from bootc_py.image import registries_conf
 from bootc_py.image.cache import BlobCache, BlobWriter, ImageRecord, default_cache_dir
 from bootc_py.image.oci_layout import Layout, OciArchive, OciDir, load_json_object
 from bootc_py.image.ref import ImageRef, Transport
-from bootc_py.image.registry import ClientOptions, RegistryClient
+from bootc_py.image.registry import ClientOptions, RegistryClient, pull_sources
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class PullOptions:
     os: str = "linux"
     variant: str | None = None
     retries: int = 4
+    # registries.conf.d directories read after the standard ones (a --sysroot target's own).
+    registries_dropins: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,11 +252,32 @@ class _RegistryFetcher:
 
     def __init__(self, ref: ImageRef, opts: PullOptions) -> None:
         self.ref = ref
-        self.client = RegistryClient(ref, ClientOptions(
-            tls_verify=opts.tls_verify, authfile=opts.authfile, retries=opts.retries))
+        copts = ClientOptions(tls_verify=opts.tls_verify, authfile=opts.authfile,
+                              retries=opts.retries)
+        conf = registries_conf.load(extra_dropins=opts.registries_dropins)
+        self.clients = [RegistryClient(ref, copts, conf, source)
+                        for source in pull_sources(ref, conf)]
+        self.client = self.clients[-1]
+
+    def _manifest_from_a_source(self) -> tuple[bytes, str, str | None]:
+        """Like containers/image: the first source (mirrors, then the registry) that serves
+        the manifest serves the whole image."""
+        for client in self.clients:
+            if not client.source.mirror:
+                self.client = client
+                return client.get_manifest(self.ref.reference)
+            try:
+                found = client.get_manifest(self.ref.reference)
+            except BootcPyError as exc:
+                log.info("    mirror %s: %s; trying the next source", client.host, exc.message)
+                continue
+            log.info("    pulling %s through the mirror %s", self.ref, client.host)
+            self.client = client
+            return found
+        raise AssertionError("pull_sources() always ends with the registry itself")
 
     def root(self) -> tuple[bytes, str | None, str | None]:
-        body, media_type, header_digest = self.client.get_manifest(self.ref.reference)
+        body, media_type, header_digest = self._manifest_from_a_source()
         if self.ref.digest is None and header_digest and dg.is_digest(header_digest):
             return body, media_type, header_digest
         return body, media_type, self.ref.digest

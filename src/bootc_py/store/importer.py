@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,17 +109,27 @@ def _import_layer(repo: OstreeRepo, image: Image, layer: Layer, index: int,
             metadata={META_DIFF_ID: layer.diff_id, META_BLOB: layer.digest}, consume=True)
 
 
-def _reusable(repo: OstreeRepo, ref: str, manifest_digest: str) -> str | None:
+# (commit, key) -> a commit's string metadata value, or None.
+MetadataReader = Callable[[str, str], "str | None"]
+
+
+def _reusable(repo: OstreeRepo, ref: str, manifest_digest: str,
+              metadata: MetadataReader | None) -> str | None:
     commit = repo.rev_parse(ref)
-    if commit and repo.metadata(commit, META_MANIFEST_DIGEST) == manifest_digest:
+    read = metadata or repo.metadata
+    if commit and read(commit, META_MANIFEST_DIGEST) == manifest_digest:
         return commit
     return None
 
 
-def import_image(repo: OstreeRepo, image: Image, imgref: str) -> ImportResult:
-    """Import `image` (already pulled) and commit its OS tree under the ref for `imgref`."""
+def import_image(repo: OstreeRepo, image: Image, imgref: str, *,
+                 known_metadata: MetadataReader | None = None) -> ImportResult:
+    """Import `image` (already pulled) and commit its OS tree under the ref for `imgref`.
+
+    `known_metadata` reads a commit's metadata where the caller already knows it (the sysroot's
+    listing has every deployment's), sparing an `ostree show`."""
     ref = image_ref(imgref)
-    existing = _reusable(repo, ref, image.manifest_digest)
+    existing = _reusable(repo, ref, image.manifest_digest, known_metadata)
     if existing:
         log.info("    %s is already imported (%s)", image.manifest_digest, existing[:12])
         return ImportResult(existing, ref, None, 0, len(image.layers), True)

@@ -33,8 +33,25 @@ def _key(dep: Any) -> str:
     return f"{dep.get_csum()}.{dep.get_deployserial()}"
 
 
+def _string_metadata(repo: Any, checksum: str) -> dict[str, str] | None:
+    """A commit's metadata entries that are strings; None if the commit is missing."""
+    ok, commit = repo.load_variant_if_exists(OSTree.ObjectType.COMMIT, checksum)
+    if not ok or commit is None:
+        return None
+    meta = commit.get_child_value(0)
+    out = {}
+    for i in range(meta.n_children()):
+        entry = meta.get_child_value(i)
+        value = entry.get_child_value(1).get_variant()
+        if value.get_type_string() == "s":
+            out[entry.get_child_value(0).get_string()] = value.get_string()
+    return out
+
+
 def _describe(sysroot: Any) -> dict[str, Any]:
     booted = sysroot.get_booted_deployment()
+    repo = sysroot.repo()
+    commits: dict[str, Any] = {}
     deps = []
     for index, dep in enumerate(sysroot.get_deployments()):
         origin = dep.get_origin()  # a staged deployment's lives in /run until finalized
@@ -46,7 +63,9 @@ def _describe(sysroot: Any) -> dict[str, Any]:
             "booted": booted is not None and bool(dep.equal(booted)),
             "unlocked": OSTree.Deployment.unlocked_state_to_string(dep.get_unlocked()),
         })
-    return {"booted": booted is not None, "deployments": deps}
+        if dep.get_csum() not in commits:
+            commits[dep.get_csum()] = _string_metadata(repo, dep.get_csum())
+    return {"booted": booted is not None, "deployments": deps, "commits": commits}
 
 
 def _find(sysroot: Any, key: str) -> Any:

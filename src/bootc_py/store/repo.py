@@ -14,6 +14,9 @@ from pathlib import Path
 from bootc_py.errors import CommandError, StoreError
 from bootc_py.run import output, run
 
+# The refs bootc-py writes (store/importer.py): always local, under refs/heads.
+OWN_REF_PREFIX = "bootc-py/"
+
 
 @dataclass(frozen=True)
 class OstreeRepo:
@@ -43,6 +46,8 @@ class OstreeRepo:
             text = head.read_text().strip()
             if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
                 return text
+        if ref.startswith(OWN_REF_PREFIX) and not head.exists():
+            return None  # bootc-py's refs are local only: a missing file is a missing ref
         res = run(self._argv("rev-parse", ref), check=False, capture=True)
         if res.returncode != 0:
             return None
@@ -52,6 +57,14 @@ class OstreeRepo:
         return (self.path / "objects" / checksum[:2] / f"{checksum[2:]}.commit").is_file()
 
     def refs(self, prefix: str = "") -> list[str]:
+        """Local refs (full names) under `prefix`."""
+        heads = self.path / "refs" / "heads"
+        if prefix and ".." not in prefix.split("/") and heads.is_dir():
+            # Local refs are files under refs/heads: walk them without starting ostree.
+            base = heads / prefix
+            if base.is_file():
+                return [prefix]
+            return sorted(str(p.relative_to(heads)) for p in base.rglob("*") if p.is_file())
         args = ["refs"]
         if prefix:
             args += ["--list", prefix]

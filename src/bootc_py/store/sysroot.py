@@ -166,6 +166,10 @@ class Sysroot:
         """`durable=False` only for a fresh install (see OstreeRepo.fsync)."""
         self.root = root
         self.repo = OstreeRepo(root / "ostree/repo", fsync=durable)
+        # One helper run (a python importing gi: ~0.3 s) lists the deployments with their
+        # commits' metadata; kept until this object changes the deployments (one verb's life).
+        self._listing: tuple[Deployment, ...] | None = None
+        self._commits: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"Sysroot({str(self.root)!r})"
@@ -208,6 +212,9 @@ class Sysroot:
         return data
 
     def _from_listing(self, data: dict[str, Any]) -> tuple[Deployment, ...]:
+        for checksum, meta in (data.get("commits") or {}).items():
+            if isinstance(meta, dict):
+                self._commits[str(checksum)] = {str(k): str(v) for k, v in meta.items()}
         out: list[Deployment] = []
         for d in data["deployments"]:
             dep = Deployment(self.root, int(d["index"]), str(d["stateroot"]), str(d["checksum"]),
@@ -224,7 +231,8 @@ class Sysroot:
             out.append(Deployment(dep.sysroot, dep.index, dep.stateroot, dep.checksum,
                                   dep.serial, dep.booted, dep.staged, dep.pinned, dep.unlocked,
                                   origin))
-        return tuple(out)
+        self._listing = tuple(out)
+        return self._listing
 
     def _staged_origin(self, dep: Deployment) -> Origin | None:
         # A staged deployment's origin lives in our record until finalization writes it.
@@ -239,7 +247,14 @@ class Sysroot:
     def deployments(self) -> tuple[Deployment, ...]:
         """All deployments in boot order (a staged one first)."""
         self.require()
-        return self._from_listing(self._helper("list"))
+        if self._listing is None:
+            self._from_listing(self._helper("list"))
+        assert self._listing is not None
+        return self._listing
+
+    def _changed(self) -> None:
+        """The deployments changed on disk: the next reading lists them again."""
+        self._listing = None
 
     def booted(self) -> Deployment | None:
         return next((d for d in self.deployments() if d.booted), None)
@@ -260,12 +275,19 @@ class Sysroot:
         """The deployment updates start from: the booted one, offline the default."""
         return current_of(self.deployments())
 
+    def commit_metadata(self, checksum: str, key: str) -> str | None:
+        """A commit's string metadata value (None if absent), from the listing if it has it."""
+        known = self._commits.get(checksum)
+        if known is not None:  # from the listing: no `ostree show`
+            return known.get(key)
+        return self.repo.metadata(checksum, key)
+
     def commit_info(self, checksum: str) -> CommitInfo:
-        digest = self.repo.metadata(checksum, META_MANIFEST_DIGEST)
-        version = self.repo.metadata(checksum, META_VERSION)
+        digest = self.commit_metadata(checksum, META_MANIFEST_DIGEST)
+        version = self.commit_metadata(checksum, META_VERSION)
         created = arch = None
         diff_ids: tuple[str, ...] = ()
-        config_text = self.repo.metadata(checksum, META_CONFIG)
+        config_text = self.commit_metadata(checksum, META_CONFIG)
         if config_text:
             try:
                 config = json.loads(config_text)
@@ -310,6 +332,7 @@ class Sysroot:
             argv.append("--no-prune")  # a fresh repository has nothing to prune
         if not_as_default:
             argv += ["--not-as-default", "--retain"]
+        self._changed()
         try:
             run([*argv, ref], quiet=True, timeout=DEPLOY_TIMEOUT)
         except CommandError as exc:
@@ -335,6 +358,7 @@ class Sysroot:
     def write_order(self, order: Sequence[Deployment]) -> tuple[Deployment, ...]:
         """Make `order` the boot order (the first is the default); deployments left out,
         a staged one included, are removed."""
+        self._changed()
         data = self._helper("write-order", *[d.key for d in order])
         return self._from_listing(data)
 
@@ -365,12 +389,14 @@ class Sysroot:
         argv = ["ostree", "admin", "pin", f"--sysroot={self.root}"]
         if not pinned:
             argv.append("--unpin")
+        self._changed()
         run([*argv, str(dep.index)], quiet=True)
 
     def set_origin(self, dep: Deployment, origin: Origin) -> None:
         """Rewrite a deployment's origin (switch --mutate-in-place), atomically."""
         tmp = dep.origin_path.with_name(dep.origin_path.name + ".tmp")
         tmp.write_text(origin.render())
+        self._changed()
         os.replace(tmp, dep.origin_path)
 
     def lock_staged(self, locked: bool) -> None:
@@ -388,6 +414,7 @@ class Sysroot:
         """A transient writable /usr (an overlay, gone at the next boot)."""
         if not self.is_booted:
             raise UsageError("usr-overlay needs the booted host", "run it on the host itself")
+        self._changed()
         try:
             run(["ostree", "admin", "unlock"], quiet=True)
         except CommandError as exc:
@@ -415,6 +442,7 @@ class Sysroot:
         for ref in removed:
             run(["ostree", f"--repo={self.repo.path}", "refs", "--delete", ref], quiet=True)
         before = len(list((self.root / "ostree/deploy").glob("*/deploy/*.origin")))
+        self._changed()
         try:
             # Prunes the repository too, keeping every deployment's commit.
             run(["ostree", "admin", "cleanup", f"--sysroot={self.root}"], quiet=True,

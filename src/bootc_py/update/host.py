@@ -39,13 +39,23 @@ def auth_file(sysroot: Sysroot, current: Deployment | None) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def registries_dropins(sysroot: Sysroot, current: Deployment | None) -> tuple[Path, ...]:
+    """An offline sysroot's own registries.conf.d (its mirrors, its insecure registries),
+    read after the running host's; the booted host's /etc already is the deployment's."""
+    if sysroot.is_booted or current is None:
+        return ()
+    return (current.path / "etc/containers/registries.conf.d",)
+
+
 def pull_options(sysroot: Sysroot, current: Deployment | None,
                  base: PullOptions | None = None) -> PullOptions:
     base = base or PullOptions()
     authfile = base.authfile or auth_file(sysroot, current)
     return PullOptions(cache_dir=cache_dir(sysroot), tls_verify=base.tls_verify,
                        authfile=authfile, arch=base.arch, jobs=base.jobs, os=base.os,
-                       variant=base.variant, retries=base.retries)
+                       variant=base.variant, retries=base.retries,
+                       registries_dropins=base.registries_dropins
+                       + registries_dropins(sysroot, current))
 
 
 def sync_bootloader(sysroot: Sysroot) -> list[str]:

@@ -248,7 +248,8 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
         raise UpdateError(f"{ref} changed while updating ({dg.short(plan.new_digest)} -> "
                           f"{dg.short(image.manifest_digest)})", "run the upgrade again")
     try:
-        imported = import_image(sysroot.repo, image, plan.imgref)
+        imported = import_image(sysroot.repo, image, plan.imgref,
+                                known_metadata=sysroot.commit_metadata)
     except (BootcPyError, OSError) as exc:
         _remove_partial(sysroot)
         if _is_enospc(exc):
