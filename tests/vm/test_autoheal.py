@@ -52,7 +52,9 @@ AGENT = "bootc-py-fetch-apply-updates.service"
 PRELUDE = r"""set -e
 section() { echo "=== $1"; }
 say() { echo "bootc-py-test: $*" > /dev/ttyS0; }
-wait_net() { for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done; }
+wait_net() {
+    for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done
+}
 # Before SETUP has configured the network there is none to wait for (that wait cost 120 s).
 [ ! -e /etc/systemd/network/20-bootc-py-test.network ] || wait_net
 # The check unit's settle wait is bounded (180 s): on a loaded machine the health check (after

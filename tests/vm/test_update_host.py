@@ -51,7 +51,9 @@ PRELUDE = r"""set -e
 mark() { python3 -c 'import sys, urllib.request
 urllib.request.urlopen("http://10.0.2.100:5000/v2/?bootc-py-test=" + sys.argv[1]).read()' "$1"; }
 section() { echo "=== $1"; }
-wait_net() { for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done; }
+wait_net() {
+    for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && return; sleep 1; done
+}
 # Before FIRST_BOOT has configured the network there is none to wait for (that wait cost 120 s).
 [ ! -e /etc/systemd/network/20-bootc-py-test.network ] || wait_net
 """
