@@ -212,3 +212,23 @@ def test_boot_health_reads_the_booted_deployments_verdict(tmp_path: Path) -> Non
         ok, why = boot_health(tmp_path, cmdline)
         assert ok is green and why.startswith(f"health check {verdict.value}")
     assert boot_health(tmp_path, "root=UUID=1")[0] is False  # not booted from ostree
+
+
+def test_retry_timer_unloads_after_it_fired(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With systemd's default (RemainAfterElapse=yes) the elapsed transient timer keeps its
+    # name loaded, and every later retry of the same boot failed to be scheduled.
+    from types import SimpleNamespace
+
+    from bootc_py.update import agent
+
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> SimpleNamespace:
+        calls.append(argv)
+        return SimpleNamespace(returncode=0, stderr="")
+    monkeypatch.setattr(agent, "run", fake_run)
+    agent.systemd_retry(timedelta(seconds=7.9))
+    argv = calls[0]
+    assert argv[:3] == ["systemd-run", f"--unit={agent.RETRY_UNIT}", "--on-active=7s"]
+    assert "--timer-property=RemainAfterElapse=no" in argv
+    assert argv[-4:] == ["systemctl", "start", "--no-block", agent.SERVICE]
