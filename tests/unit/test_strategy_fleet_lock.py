@@ -35,7 +35,8 @@ def strategy(srv: FleetLockServer, cid: str = "me") -> FleetLock:
         now[0] += seconds
 
     return FleetLock(client, backoff=Backoff(initial=4, cap=16, jitter=False),
-                     steady_deadline=60, sleep=sleep, clock=lambda: now[0])
+                     steady_deadline=60, sleep=sleep, clock=lambda: now[0],
+                     retry_backoff=Backoff(initial=4, cap=16, jitter=False))
 
 
 def test_no_reboot_while_another_host_holds_the_slot(server: FleetLockServer) -> None:
@@ -50,6 +51,35 @@ def test_no_reboot_while_another_host_holds_the_slot(server: FleetLockServer) ->
     granted = s.may_reboot(NOW)
     assert granted.allowed
     assert server.holders("workers") == {"me"}
+
+
+def test_refusals_in_a_row_outlive_the_process_and_reset_on_the_lock(
+        server: FleetLockServer, tmp_path: Path) -> None:
+    # Each agent run is a new process: without the count in /run every retry would come
+    # after the first, shortest delay (a fleet polling its server every few seconds).
+    count = tmp_path / "run/bootc-py/fleetlock-refusals"
+    server.hold("workers", "other")
+
+    def run() -> FleetLock:
+        return FleetLock(FleetLockClient(server.base_url, "workers", "me", timeout=5),
+                         refusals=count, retry_backoff=Backoff(initial=15, cap=60,
+                                                               jitter=False))
+    waits = [run().may_reboot(NOW).retry_after for _ in range(4)]
+    assert waits == [timedelta(seconds=s) for s in (15, 30, 60, 60)]
+    assert "refusal 5 in a row" in run().may_reboot(NOW).reason
+    server.release("workers", "other")
+    assert run().may_reboot(NOW).allowed
+    assert not count.exists()
+    server.hold("workers", "third")
+    server.release("workers", "me")
+    assert run().may_reboot(NOW).retry_after == timedelta(seconds=15)
+
+
+def test_jittered_retry_delays_stay_in_their_step() -> None:
+    backoff = Backoff(initial=15, cap=300)
+    for attempt, step in [(0, 15), (1, 30), (4, 240), (5, 300), (40, 300)]:
+        for _ in range(20):
+            assert step / 2 <= backoff.nth(attempt) <= step
 
 
 def test_report_steady_releases_the_slot(server: FleetLockServer) -> None:
@@ -105,27 +135,45 @@ def test_window_open_but_slot_taken(server: FleetLockServer) -> None:
 
 def test_parse_fleet_lock_settings() -> None:
     assert parse_fleet_lock({"base_url": "http://127.0.0.1:9/"}).group == "default"
-    with pytest.raises(ConfigError, match=r"\[strategy.fleet_lock\] base_url: missing"):
+    with pytest.raises(ConfigError, match=r"^updates\.fleet_lock\.base_url: missing"):
         parse_fleet_lock({"group": "x"})
-    with pytest.raises(ConfigError, match=r"\[strategy.fleet_lock\] invalid FleetLock group"):
+    with pytest.raises(ConfigError, match=r"^updates\.fleet_lock: invalid FleetLock group"):
         parse_fleet_lock({"base_url": "http://h/", "group": "a b"})
     with pytest.raises(ConfigError, match="baseurl: unknown setting"):
         parse_fleet_lock({"baseurl": "http://h/"})
 
 
-def test_from_policy_composes_window_and_lock(tmp_path: Path) -> None:
-    from bootc_py.update.policy import PolicyConfig, StrategySection
-    from bootc_py.update.strategy import fleet_lock
+def test_from_policy_alone_and_with_a_window(tmp_path: Path) -> None:
+    from bootc_py.update.policy import load_policy
+    from bootc_py.update.strategy import StrategyKind, fleet_lock
 
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/machine-id").write_text("3d1219c7c4c5404aaa1f6d2a48adfda4\n")
-    lock = {"fleet_lock": StrategySection("fleet_lock", {"base_url": "http://127.0.0.1:9/",
-                                                         "group": "workers"})}
-    alone = fleet_lock.from_policy(PolicyConfig(sections=lock), tmp_path)
-    assert isinstance(alone, FleetLock)
+    admin = tmp_path / "updates.toml"
+    admin.write_text('[updates]\nstrategy = "fleet_lock"\n[updates.fleet_lock]\n'
+                     'base_url = "http://127.0.0.1:9/"\ngroup = "workers"\n'
+                     '[updates.periodic]\n[[updates.periodic.window]]\ndays = ["Sat"]\n'
+                     'start_time = "10:00"\nlength_minutes = 5\n')
+    policy = load_policy(tmp_path / "none.toml", admin)
+    assert policy.strategy is StrategyKind.FLEET_LOCK
+    alone = fleet_lock.from_policy(policy, tmp_path)
+    assert isinstance(alone, FleetLock)  # fleet_lock alone ignores [updates.periodic]
     assert alone.client.client_id == "59873293542645e7a120a8861e68a62f"
-    both = {**lock, "periodic": StrategySection("periodic", {"window": [
-        {"days": ["Sat"], "start_time": "10:00", "length_minutes": 5}]})}
-    composed = fleet_lock.from_policy(PolicyConfig(sections=both), tmp_path)
+    assert alone.client.group == "workers"
+    assert alone.refusals == tmp_path / "run/bootc-py/fleetlock-refusals"
+    composed = fleet_lock.periodic_from_policy(policy, tmp_path)
     assert isinstance(composed, WindowThenLock)
     assert not composed.may_reboot(NOW).allowed  # outside the window: no request is made
+
+
+def test_a_bad_fleet_lock_setting_names_the_file(tmp_path: Path) -> None:
+    from bootc_py.update.policy import load_policy
+    from bootc_py.update.strategy import make_strategy
+
+    admin = tmp_path / "updates.toml"
+    admin.write_text('[updates]\nstrategy = "fleet_lock"\n[updates.fleet_lock]\n'
+                     'base_url = "fleetlock:8080"\n')
+    with pytest.raises(ConfigError) as err:
+        make_strategy(load_policy(tmp_path / "none.toml", admin))
+    assert str(err.value).startswith(f"{admin}: updates.fleet_lock: invalid FleetLock "
+                                     "base_url 'fleetlock:8080'")

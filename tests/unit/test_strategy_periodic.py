@@ -107,7 +107,24 @@ def test_localtime_reads_etc_localtime(tmp_path: Path) -> None:
     ({"windows": []}, "windows: unknown setting"),
 ])
 def test_bad_settings_name_the_key(table: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=r"\[strategy.periodic\] ") as err:
+    with pytest.raises(ConfigError, match=r"^updates\.periodic\.") as err:
         parse_periodic(table)
     assert message in err.value.message
     assert err.value.hint
+
+
+def test_utc_needs_no_tzdata(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A minimal image without tzdata: the default zone must still work; others are refused.
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from bootc_py.update.strategy import periodic
+
+    def missing(name: str) -> None:
+        raise ZoneInfoNotFoundError(f"No time zone found with key {name}")
+    monkeypatch.setattr(periodic, "ZoneInfo", missing)
+    config = parse_periodic({"window": [{"days": ["Sat"], "start_time": "22:00",
+                                         "length_minutes": 60}]})
+    assert Periodic(config).may_reboot(datetime(2026, 12, 5, 22, 30, tzinfo=UTC)).allowed
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Berlin'"):
+        parse_periodic({"time_zone": "Europe/Berlin", "window": [
+            {"days": ["Sat"], "start_time": "22:00", "length_minutes": 60}]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,10 @@ from bootc_py.update.agent import (
     StageOutcome,
     decide,
     needs_strategy,
+    report_steady_state,
     run_agent,
 )
+from bootc_py.update.fleetlock import FleetLockError
 from bootc_py.update.policy import ApplyMode, PolicyConfig, StrategySection
 from bootc_py.update.strategy import RebootDecision
 from bootc_py.update.strategy.immediate import Immediate
@@ -92,11 +95,12 @@ class Recorder:
 
     outcome: StageOutcome
     calls: list[str] = field(default_factory=list)
+    health: tuple[bool, str] = (True, "health check green")
 
     def effects(self) -> AgentEffects:
         return AgentEffects(stage=self.stage, reboot=lambda: self.calls.append("reboot"),
                             schedule_retry=lambda d: self.calls.append(f"retry {d}"),
-                            now=lambda: NOW)
+                            now=lambda: NOW, boot_health=lambda: self.health)
 
     def stage(self) -> StageOutcome:
         self.calls.append("stage")
@@ -107,9 +111,12 @@ class Recorder:
 class ScriptedStrategy:
     answer: RebootDecision
     calls: list[str]
+    unreachable: bool = False
 
     def report_steady(self) -> None:
         self.calls.append("steady")
+        if self.unreachable:
+            raise FleetLockError("steady-state", "transport", "connection refused")
 
     def may_reboot(self, now: datetime) -> RebootDecision:
         self.calls.append(f"may_reboot {now:%H:%M}")
@@ -155,6 +162,73 @@ def test_run_refused_schedules_a_retry() -> None:
 def test_a_bad_strategy_setting_fails_before_any_fetch() -> None:
     section = StrategySection("immediate", {"typo": 1})
     rec = Recorder(NEW)
-    with pytest.raises(ConfigError, match=r"strategy\.immediate\.typo"):
+    with pytest.raises(ConfigError, match=r"updates\.immediate\.typo"):
         run_agent(PolicyConfig(sections={"immediate": section}), rec.effects())
     assert rec.calls == []
+
+
+def test_a_red_boot_keeps_its_slot_but_still_stages() -> None:
+    rec = Recorder(NEW, health=(False, "health check red (failed: sshd.sh)"))
+    plan = run_agent(PolicyConfig(), rec.effects(), lambda _p: ScriptedStrategy(YES, rec.calls))
+    assert rec.calls == ["stage", "may_reboot 21:00", "reboot"]
+    assert plan.action is AgentAction.REBOOT
+
+
+def test_an_unreachable_lock_server_at_start_does_not_stop_the_run() -> None:
+    rec = Recorder(NEW)
+    plan = run_agent(PolicyConfig(), rec.effects(),
+                     lambda _p: ScriptedStrategy(NOT_NOW, rec.calls, unreachable=True))
+    assert rec.calls == ["steady", "stage", "may_reboot 21:00", "retry 3:00:00"]
+    assert plan.action is AgentAction.LEAVE_STAGED
+
+
+def test_steady_state_entry_point_only_reports_and_only_when_green() -> None:
+    rec = Recorder(NEW)
+    assert report_steady_state(PolicyConfig(), rec.effects(),
+                               lambda _p: ScriptedStrategy(YES, rec.calls))
+    assert rec.calls == ["steady"]  # no fetch, no question, no reboot
+    red = Recorder(NEW, health=(False, "no health verdict recorded"))
+    assert not report_steady_state(PolicyConfig(), red.effects(),
+                                   lambda _p: ScriptedStrategy(YES, red.calls))
+    assert red.calls == []
+    assert not report_steady_state(PolicyConfig(enabled=False), rec.effects())
+
+
+def test_boot_health_reads_the_booted_deployments_verdict(tmp_path: Path) -> None:
+    from bootc_py.update import health
+    from bootc_py.update.agent import boot_health
+
+    csum = "ab" * 32
+    (tmp_path / "ostree/deploy/default/deploy" / f"{csum}.0").mkdir(parents=True)
+    (tmp_path / "ostree/boot.1/default/x").mkdir(parents=True)
+    (tmp_path / "ostree/boot.1/default/x/0").symlink_to(
+        tmp_path / "ostree/deploy/default/deploy" / f"{csum}.0")
+    cmdline = "root=UUID=1 ostree=/ostree/boot.1/default/x/0 rw"
+    assert boot_health(tmp_path, cmdline) == (
+        False, "no health verdict recorded for the booted deployment yet")
+    for verdict, green in ((health.Verdict.RED, False), (health.Verdict.GREEN, True)):
+        health.record_verdict(health.HealthVerdict(csum, verdict, "2026-12-02T04:00:00Z"),
+                              tmp_path)
+        ok, why = boot_health(tmp_path, cmdline)
+        assert ok is green and why.startswith(f"health check {verdict.value}")
+    assert boot_health(tmp_path, "root=UUID=1")[0] is False  # not booted from ostree
+
+
+def test_retry_timer_unloads_after_it_fired(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With systemd's default (RemainAfterElapse=yes) the elapsed transient timer keeps its
+    # name loaded, and every later retry of the same boot failed to be scheduled.
+    from types import SimpleNamespace
+
+    from bootc_py.update import agent
+
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> SimpleNamespace:
+        calls.append(argv)
+        return SimpleNamespace(returncode=0, stderr="")
+    monkeypatch.setattr(agent, "run", fake_run)
+    agent.systemd_retry(timedelta(seconds=7.9))
+    argv = calls[0]
+    assert argv[:3] == ["systemd-run", f"--unit={agent.RETRY_UNIT}", "--on-active=7s"]
+    assert "--timer-property=RemainAfterElapse=no" in argv
+    assert argv[-4:] == ["systemctl", "start", "--no-block", agent.SERVICE]

@@ -52,30 +52,30 @@ def test_admin_disables(tmp_path: Path) -> None:
 
 
 def test_strategy_sections_merge_per_key_and_remember_their_file(tmp_path: Path) -> None:
-    d, a = files(tmp_path, '[strategy.immediate]\nx = 1\ny = "a"\n',
-                 '[strategy.immediate]\ny = "b"\n')
+    d, a = files(tmp_path, '[updates.immediate]\nx = 1\ny = "a"\n',
+                 '[updates.immediate]\ny = "b"\n')
     section = load_policy(d, a).section("immediate")
     assert dict(section.table) == {"x": 1, "y": "b"}
     assert section.origins == {"x": d, "y": a}
     assert section.value("x", int, 0) == 1
     assert section.value("absent", str, "dflt") == "dflt"
-    with pytest.raises(ConfigError, match=rf"^{a}: strategy.immediate.y: must be an integer"):
+    with pytest.raises(ConfigError, match=rf"^{a}: updates.immediate.y: must be an integer"):
         section.value("y", int, 0)
-    with pytest.raises(ConfigError, match=r"strategy.immediate.x: unknown setting"):
+    with pytest.raises(ConfigError, match=r"updates.immediate.x: unknown setting"):
         section.refuse_unknown(["y"])
 
 
 def test_a_strategy_validates_its_own_section(tmp_path: Path) -> None:
-    d, a = files(tmp_path, None, '[strategy]\nkind = "immediate"\n[strategy.immediate]\n'
+    d, a = files(tmp_path, None, '[updates]\nstrategy = "immediate"\n[updates.immediate]\n'
                                  'window = "Mon"\n')
     with pytest.raises(ConfigError) as err:
         make_strategy(load_policy(d, a))
-    assert str(err.value) == (f"{a}: strategy.immediate.window: the immediate strategy takes "
+    assert str(err.value) == (f"{a}: updates.immediate.window: the immediate strategy takes "
                               "no settings")
 
 
 def test_bool_is_not_an_integer(tmp_path: Path) -> None:
-    _, a = files(tmp_path, None, "[strategy.immediate]\nn = true\n")
+    _, a = files(tmp_path, None, "[updates.immediate]\nn = true\n")
     with pytest.raises(ConfigError, match="must be an integer, got True"):
         load_policy(tmp_path / "none", a).section("immediate").value("n", int, 0)
 
@@ -83,15 +83,18 @@ def test_bool_is_not_an_integer(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("admin", "message"), [
     ('apply = "restart"\n', "{a}: apply: 'restart' is not one of reboot, stage"),
     ('enabled = "yes"\n', "{a}: enabled: must be true or false, got 'yes'"),
-    ("enable = true\n", "{a}: enable: unknown setting (known: enabled, apply, strategy)"),
-    ('strategy = "immediate"\n', "{a}: strategy: must be a table ([strategy]), "
-                                 "got 'immediate'"),
-    ('[strategy]\nkind = "zincati"\n', "{a}: strategy.kind: 'zincati' is not one of "
-                                        "immediate"),
-    ('[strategy]\nwindow = 3\n', "{a}: strategy.window: unknown setting (only 'kind' and "
-                                  "[strategy.<kind>] tables go in [strategy])"),
-    ("[strategy.fleetlok]\nurl = 'x'\n", "{a}: strategy.fleetlok: unknown strategy "
-                                          "(known: immediate)"),
+    ("enable = true\n", "{a}: enable: unknown setting (known: enabled, apply, updates)"),
+    ('updates = "immediate"\n', "{a}: updates: must be a table ([updates]), "
+                                "got 'immediate'"),
+    ('[updates]\nstrategy = "zincati"\n', "{a}: updates.strategy: 'zincati' is not one of "
+                                          "immediate, periodic, fleet_lock, "
+                                          "periodic+fleet_lock"),
+    ('[updates]\nwindow = 3\n', "{a}: updates.window: unknown setting (only 'strategy' and "
+                                 "[updates.<strategy>] tables go in [updates])"),
+    ("[updates.fleetlok]\nurl = 'x'\n", "{a}: updates.fleetlok: unknown strategy settings "
+                                         "(known: fleet_lock, immediate, periodic)"),
+    ('[strategy]\nkind = "periodic"\n', "{a}: strategy: unknown setting (known: enabled, "
+                                        "apply, updates)"),
     ("apply = \n", "{a}: not valid TOML: "),
 ])
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, admin: str,
@@ -114,3 +117,45 @@ def test_a_bad_default_names_the_defaults_file(tmp_path: Path) -> None:
 def test_the_admin_fixes_a_bad_default(tmp_path: Path) -> None:
     d, a = files(tmp_path, 'apply = "never"\n', 'apply = "stage"\n')
     assert load_policy(d, a).apply is ApplyMode.STAGE
+
+
+ZINCATI_PERIODIC = """[updates]
+strategy = "periodic"
+[updates.periodic]
+time_zone = "America/Toronto"
+[[updates.periodic.window]]
+days = ["Sat", "Sun"]
+start_time = "23:30"
+length_minutes = 60
+"""
+
+
+def test_zincati_periodic_settings_make_the_periodic_strategy(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bootc_py.update.strategy.periodic import Periodic
+
+    d, a = files(tmp_path, None, ZINCATI_PERIODIC)
+    policy = load_policy(d, a)
+    assert policy.strategy is StrategyKind.PERIODIC
+    strategy = make_strategy(policy)
+    assert isinstance(strategy, Periodic)
+    # Sat 23:45 in Toronto is Sun 04:45 UTC (EST, UTC-5).
+    assert strategy.may_reboot(datetime(2026, 12, 6, 4, 45, tzinfo=UTC)).allowed
+    assert not strategy.may_reboot(datetime(2026, 12, 5, 23, 45, tzinfo=UTC)).allowed
+
+
+def test_the_image_picks_a_window_and_the_admin_moves_it(tmp_path: Path) -> None:
+    d, a = files(tmp_path, ZINCATI_PERIODIC,
+                 '[updates.periodic]\ntime_zone = "UTC"\n')
+    section = load_policy(d, a).section("periodic")
+    assert section.table["time_zone"] == "UTC"
+    assert section.origins == {"time_zone": a, "window": d}
+
+
+def test_a_bad_window_names_the_file_and_the_key(tmp_path: Path) -> None:
+    d, a = files(tmp_path, None, ZINCATI_PERIODIC.replace('"23:30"', '"23.30"'))
+    with pytest.raises(ConfigError) as err:
+        make_strategy(load_policy(d, a))
+    assert str(err.value).startswith(f"{a}: updates.periodic.window[0].start_time: '23.30' "
+                                     "is not a time of day")

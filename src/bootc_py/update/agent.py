@@ -1,7 +1,8 @@
 """The automatic updater: what bootc-py-fetch-apply-updates.service runs.
 
     policy disabled?      -> say so, do nothing
-    strategy.report_steady()                      (the host is up: a FleetLock slot is released)
+    this boot green?      -> strategy.report_steady() (a FleetLock slot a crash left held is
+                             released; a red boot keeps its slot: the host is not steady)
     fetch + stage         -> the upgrade verb's library function (only missing layers are pulled)
     nothing staged        -> up to date
     apply = "stage"       -> leave it staged (the next reboot anyone makes applies it)
@@ -10,6 +11,10 @@
 The decision is a pure function of the policy, what staging left and the strategy's answer
 (`decide`, giving a frozen AgentPlan); `run_agent` does the effects, each one injected, so the
 logic is tested without a host and the same code runs on one.
+
+`report_steady_state` is the other entry point, run by bootc-py-steady-state.service once
+boot-complete.target is reached (the health check passed): it releases the slot at once, not at
+the agent's next run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from bootc_py.errors import BootcPyError
 from bootc_py.run import run
 from bootc_py.update.policy import ApplyMode, PolicyConfig
 from bootc_py.update.strategy import RebootDecision, Strategy, make_strategy
@@ -115,6 +121,33 @@ class AgentEffects:
     reboot: Callable[[], None]
     schedule_retry: Callable[[timedelta], None]
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Is this boot green (health check passed)? And the verdict's one-line account.
+    boot_health: Callable[[], tuple[bool, str]] = lambda: (True, "no health check")
+
+
+def report_steady_if_green(strategy: Strategy, effects: AgentEffects) -> bool:
+    """Tell the strategy the host is steady, if this boot's health check passed. A failure to
+    reach the FleetLock server is logged, not fatal: the slot is released at a later run."""
+    green, why = effects.boot_health()
+    if not green:
+        log.warning("bootc-py update agent: not reporting steady state: %s", why)
+        return False
+    try:
+        strategy.report_steady()
+    except BootcPyError as exc:
+        log.warning("bootc-py update agent: steady state not reported: %s", exc.message)
+        return False
+    log.info("bootc-py update agent: steady state reported (%s)", why)
+    return True
+
+
+def report_steady_state(policy: PolicyConfig, effects: AgentEffects,
+                        strategy_factory: Callable[[PolicyConfig], Strategy] = make_strategy
+                        ) -> bool:
+    """After a green boot: release what the strategy holds (a FleetLock slot). Nothing else."""
+    if not policy.enabled:
+        return False
+    return report_steady_if_green(strategy_factory(policy), effects)
 
 
 def run_agent(policy: PolicyConfig, effects: AgentEffects,
@@ -127,7 +160,7 @@ def run_agent(policy: PolicyConfig, effects: AgentEffects,
         log.info("bootc-py update agent: %s", plan.describe())
         return plan
     strategy = strategy_factory(policy)     # a bad strategy setting fails before any fetch
-    strategy.report_steady()
+    report_steady_if_green(strategy, effects)
     outcome = effects.stage()
     answer = strategy.may_reboot(effects.now()) if needs_strategy(policy, outcome) else None
     plan = decide(policy, outcome, answer)
@@ -154,15 +187,33 @@ def host_effects(sysroot: Path, quiet: bool = True) -> AgentEffects:
     from bootc_py.update import host
 
     return AgentEffects(stage=lambda: stage_with_upgrade(sysroot, quiet),
-                        reboot=host.reboot, schedule_retry=systemd_retry)
+                        reboot=host.reboot, schedule_retry=systemd_retry,
+                        boot_health=lambda: boot_health(sysroot))
+
+
+def boot_health(root: Path = Path("/"), cmdline: str | None = None) -> tuple[bool, str]:
+    """Whether the booted deployment's recorded health verdict (update/health.py, written by
+    bootc-py-healthcheck.service before boot-complete.target) is green."""
+    from bootc_py.update import health
+
+    try:
+        verdict = health.read_verdict(health.booted_deployment(root, cmdline), root)
+    except BootcPyError as exc:
+        return False, exc.message
+    if verdict is None:
+        return False, "no health verdict recorded for the booted deployment yet"
+    return verdict.verdict is health.Verdict.GREEN, f"health check {verdict.summary()}"
 
 
 def systemd_retry(after: timedelta) -> None:
     """Run the update service again after `after` (a transient timer), not only at the next
     tick of the 8-hour timer: a strategy that said "not now" named when to ask again."""
     seconds = max(1, int(after.total_seconds()))
+    # RemainAfterElapse=no: the elapsed timer unloads, so the name is free for the next retry
+    # (with the default, every later systemd-run of the same name fails for the whole boot).
     res = run(["systemd-run", f"--unit={RETRY_UNIT}", f"--on-active={seconds}s",
-               "--timer-property=AccuracySec=1s", "--collect",
+               "--timer-property=AccuracySec=1s", "--timer-property=RemainAfterElapse=no",
+               "--collect",
                "systemctl", "start", "--no-block", SERVICE], check=False, capture=True)
     if res.returncode != 0:
         # Usually: a retry is already scheduled. The regular timer runs the agent anyway.

@@ -108,6 +108,11 @@ class Backoff:
     factor: float = 2.0
     jitter: bool = True
 
+    def nth(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The delay after the `attempt`-th failure in a row (0-based), jittered."""
+        step = min(self.cap, self.initial * self.factor ** min(attempt, 64))
+        return (rng or random.Random()).uniform(step / 2, step) if self.jitter else step
+
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         rng = rng or random.Random()
         step = self.initial

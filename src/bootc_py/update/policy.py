@@ -2,14 +2,14 @@
 
     enabled = true            # false: the timer runs and says it is disabled
     apply = "reboot"          # or "stage": stage only, applied at the next reboot anyone makes
-    [strategy]
-    kind = "immediate"        # a StrategyKind; its settings in [strategy.<kind>]
-    [strategy.<kind>]         # read and validated by that strategy's module
+    [updates]
+    strategy = "immediate"    # a StrategyKind (Zincati's names); its settings in
+    [updates.<strategy>]      # [updates.<strategy>], read and validated by its module
     ...
 
 The image's defaults file is read first, the admin's file second; the admin's keys win one
-by one (inside a [strategy.<kind>] table too). Every value remembers the file it came from, so
-a bad one is reported as `FILE: KEY: what is wrong`.
+by one (inside an [updates.<strategy>] table too). Every value remembers the file it came from,
+so a bad one is reported as `FILE: KEY: what is wrong`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bootc_py.errors import ConfigError
-from bootc_py.update.strategy.base import StrategyKind
+from bootc_py.update.strategy.base import SETTINGS, StrategyKind
 
 DEFAULTS_FILE = Path("/usr/lib/bootc-py/updates.toml")
 ADMIN_FILE = Path("/etc/bootc-py/updates.toml")
-TOP_KEYS = ("enabled", "apply", "strategy")
+TOP_KEYS = ("enabled", "apply", "updates")
 
 T = TypeVar("T")
 _TYPE_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number",
@@ -40,20 +40,30 @@ class ApplyMode(StrEnum):
 
 @dataclass(frozen=True)
 class StrategySection:
-    """One `[strategy.<kind>]` table, with the file each of its keys came from."""
+    """One `[updates.<kind>]` table, with the file each of its keys came from."""
 
     kind: str
     table: Mapping[str, Any] = field(default_factory=dict)
     origins: Mapping[str, Path] = field(default_factory=dict)
 
     def name(self, key: str) -> str:
-        return f"strategy.{self.kind}.{key}"
+        return f"updates.{self.kind}.{key}"
+
+    @property
+    def where(self) -> str:
+        """The file(s) this table's settings come from."""
+        files = dict.fromkeys(str(p) for p in self.origins.values())
+        return " + ".join(files) or str(ADMIN_FILE)
+
+    def refused(self, exc: ConfigError) -> ConfigError:
+        """A strategy module's ConfigError with this table's file in front."""
+        return ConfigError(f"{self.where}: {exc.message}", exc.hint)
 
     def error(self, key: str, message: str) -> ConfigError:
-        """`FILE: strategy.KIND.KEY: message` for a value a strategy refuses."""
+        """`FILE: updates.KIND.KEY: message` for a value a strategy refuses."""
         where = self.origins.get(key, ADMIN_FILE)
         return ConfigError(f"{where}: {self.name(key)}: {message}",
-                           f"fix or remove '{key}' in [strategy.{self.kind}] of {where}")
+                           f"fix or remove '{key}' in [updates.{self.kind}] of {where}")
 
     def value(self, key: str, kind: type[T], default: T) -> T:
         """The key's value if it has type `kind` (default when absent), else ConfigError."""
@@ -85,7 +95,7 @@ class PolicyConfig:
     sources: tuple[Path, ...] = ()          # the files read, in order
 
     def section(self, kind: str) -> StrategySection:
-        """The `[strategy.<kind>]` table (empty when the files have none)."""
+        """The `[updates.<kind>]` table (empty when the files have none)."""
         return self.sections.get(kind) or StrategySection(kind)
 
     def describe(self) -> str:
@@ -120,23 +130,24 @@ class _Merged:
                 raise ConfigError(f"{path}: {key}: unknown setting (known: "
                                   + ", ".join(TOP_KEYS) + ")",
                                   f"remove '{key}' from {path}")
-            if key != "strategy":
+            if key != "updates":
                 self.values[key] = (value, path)
                 continue
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: strategy: must be a table ([strategy]), "
-                                  f"got {value!r}", f"write [strategy] kind = ... in {path}")
+                raise ConfigError(f"{path}: updates: must be a table ([updates]), "
+                                  f"got {value!r}", f"write [updates] strategy = ... in {path}")
             for skey, svalue in value.items():
-                if skey == "kind":
-                    self.values["strategy.kind"] = (svalue, path)
+                if skey == "strategy":
+                    self.values["updates.strategy"] = (svalue, path)
                 elif isinstance(svalue, dict):
                     section = self.sections.setdefault(skey, {})
                     self.section_files.setdefault(skey, path)
                     section.update({k: (v, path) for k, v in svalue.items()})
                 else:
-                    raise ConfigError(f"{path}: strategy.{skey}: unknown setting (only 'kind' "
-                                      "and [strategy.<kind>] tables go in [strategy])",
-                                      f"move '{skey}' into the [strategy.<kind>] table it "
+                    raise ConfigError(f"{path}: updates.{skey}: unknown setting (only "
+                                      "'strategy' and [updates.<strategy>] tables go in "
+                                      "[updates])",
+                                      f"move '{skey}' into the [updates.<strategy>] table it "
                                       f"belongs to in {path}")
 
 
@@ -165,19 +176,19 @@ def parse_policy(docs: Iterable[tuple[Path, Mapping[str, Any]]]) -> PolicyConfig
             raise ConfigError(f"{path}: enabled: must be true or false, got {value!r}",
                               f"set enabled = true or enabled = false in {path}")
         enabled = value
-    kinds = [k.value for k in StrategyKind]
+    tables = sorted({name for names in SETTINGS.values() for name in names})
     for kind, path in merged.section_files.items():
-        if kind not in kinds:
-            raise ConfigError(f"{path}: strategy.{kind}: unknown strategy (known: "
-                              + ", ".join(kinds) + ")",
-                              f"rename or remove [strategy.{kind}] in {path}")
+        if kind not in tables:
+            raise ConfigError(f"{path}: updates.{kind}: unknown strategy settings (known: "
+                              + ", ".join(tables) + ")",
+                              f"rename or remove [updates.{kind}] in {path}")
     sections = {kind: StrategySection(kind, {k: v for k, (v, _) in table.items()},
                                       {k: p for k, (_, p) in table.items()})
                 for kind, table in merged.sections.items()}
     return PolicyConfig(
         enabled=enabled,
         apply=_choice(merged, "apply", ApplyMode, ApplyMode.REBOOT),
-        strategy=_choice(merged, "strategy.kind", StrategyKind, StrategyKind.IMMEDIATE),
+        strategy=_choice(merged, "updates.strategy", StrategyKind, StrategyKind.IMMEDIATE),
         sections=sections,
         sources=tuple(sources))
 

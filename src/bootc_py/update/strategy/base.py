@@ -1,10 +1,9 @@
 """What an update strategy is: the agent asks it when a staged update may reboot the host.
 
-A strategy is one small module (immediate.py, and the maintenance-window and FleetLock ones
-of the auto-heal work) that turns its `[strategy.<kind>]` table of the policy file into an
-object with two methods. The agent calls `report_steady()` when it starts (the host booted and
-is running: a FleetLock strategy releases its reboot slot here) and `may_reboot(now)` once an
-update is staged.
+A strategy is one small module (immediate.py, periodic.py, fleet_lock.py) that turns its
+`[updates.<kind>]` table of the policy file into an object with two methods. The agent calls
+`report_steady()` after a green boot and at its start (a FleetLock strategy releases its reboot
+slot here) and `may_reboot(now)` once an update is staged.
 """
 
 from __future__ import annotations
@@ -16,9 +15,22 @@ from typing import Protocol
 
 
 class StrategyKind(StrEnum):
-    """`[strategy] kind = ...` in the policy file."""
+    """`[updates] strategy = ...` in the policy file (Zincati's names)."""
 
     IMMEDIATE = "immediate"
+    PERIODIC = "periodic"
+    FLEET_LOCK = "fleet_lock"
+    # Both: the window gates, then the lock (Zincati cannot combine them: its #1014).
+    PERIODIC_FLEET_LOCK = "periodic+fleet_lock"
+
+
+# The `[updates.<name>]` settings tables each strategy reads.
+SETTINGS: dict[StrategyKind, tuple[str, ...]] = {
+    StrategyKind.IMMEDIATE: ("immediate",),
+    StrategyKind.PERIODIC: ("periodic",),
+    StrategyKind.FLEET_LOCK: ("fleet_lock",),
+    StrategyKind.PERIODIC_FLEET_LOCK: ("periodic", "fleet_lock"),
+}
 
 
 @dataclass(frozen=True)

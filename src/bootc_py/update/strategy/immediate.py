@@ -15,7 +15,7 @@ class Immediate:
     """No coordination: every moment is a good moment. Takes no settings."""
 
     def __init__(self, policy: PolicyConfig) -> None:
-        # A [strategy.immediate] table has nothing to set; a key there is a typo to report.
+        # An [updates.immediate] table has nothing to set; a key there is a typo to report.
         section = policy.section("immediate")
         for key in section.table:
             raise section.error(key, "the immediate strategy takes no settings")

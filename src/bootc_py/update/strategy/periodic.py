@@ -1,10 +1,12 @@
 """The `periodic` strategy: reboot into a staged update only inside weekly maintenance windows.
 
-Zincati's settings, under `[strategy.periodic]` of /etc/bootc-py/updates.toml:
+Zincati's settings, under `[updates.periodic]` of /etc/bootc-py/updates.toml:
 
-    [strategy.periodic]
+    [updates]
+    strategy = "periodic"
+    [updates.periodic]
     time_zone = "Europe/Berlin"        # default "UTC"; "localtime" = /etc/localtime
-    [[strategy.periodic.window]]
+    [[updates.periodic.window]]
     days = ["Sat", "Sun"]              # long or short English names
     start_time = "23:30"               # 24h, minute granularity, in time_zone
     length_minutes = 60
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,9 +30,10 @@ from bootc_py.update.strategy.base import RebootDecision
 if TYPE_CHECKING:
     from bootc_py.update.policy import PolicyConfig
 
-SECTION = "[strategy.periodic]"
+SECTION = "updates.periodic"
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_LENGTH = timedelta(days=7)
+UTC_NAMES = ("UTC", "Etc/UTC")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Window:
     start: time
     length: timedelta
 
-    def occurrences(self, tz: ZoneInfo, around: date, before: int = 8, after: int = 8
+    def occurrences(self, tz: tzinfo, around: date, before: int = 8, after: int = 8
                     ) -> list[tuple[datetime, datetime]]:
         """(start, end) instants of this window on local dates around `around`."""
         spans = []
@@ -55,7 +58,7 @@ class Window:
 class PeriodicConfig:
     windows: tuple[Window, ...]
     time_zone: str
-    tz: ZoneInfo
+    tz: tzinfo
 
     def current(self, now: datetime) -> tuple[datetime, datetime] | None:
         """The window in effect at `now` (UTC start, end), the one ending last if several."""
@@ -86,7 +89,7 @@ class PeriodicConfig:
 
 
 def _err(key: str, problem: str, hint: str) -> ConfigError:
-    return ConfigError(f"{SECTION} {key}: {problem}", hint)
+    return ConfigError(f"{SECTION}.{key}: {problem}", hint)
 
 
 def _parse_day(value: object, where: str) -> int:
@@ -111,7 +114,7 @@ def _parse_time(value: object, where: str) -> time:
 def _parse_window(raw: object, index: int) -> Window:
     where = f"window[{index}]"
     if not isinstance(raw, Mapping):
-        raise _err(where, "is not a table", "write windows as [[strategy.periodic.window]]")
+        raise _err(where, "is not a table", "write windows as [[updates.periodic.window]]")
     unknown = set(raw) - {"days", "start_time", "length_minutes"}
     if unknown:
         raise _err(f"{where}.{sorted(unknown)[0]}", "unknown setting",
@@ -134,7 +137,7 @@ def _parse_window(raw: object, index: int) -> Window:
                   length=timedelta(minutes=length))
 
 
-def load_zone(name: str, localtime: Path = Path("/etc/localtime")) -> ZoneInfo:
+def load_zone(name: str, localtime: Path = Path("/etc/localtime")) -> tzinfo:
     if name == "localtime":
         try:
             with localtime.open("rb") as handle:
@@ -145,23 +148,25 @@ def load_zone(name: str, localtime: Path = Path("/etc/localtime")) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
+        if name in UTC_NAMES:  # a minimal image may have no tzdata: UTC needs none
+            return UTC
         raise _err("time_zone", f"unknown time zone {name!r}",
                    "use an IANA name such as 'UTC' or 'America/Toronto'") from exc
 
 
 def parse_periodic(table: Mapping[str, object]) -> PeriodicConfig:
-    """Validate a `[strategy.periodic]` table (ConfigError naming the bad key)."""
+    """Validate an `[updates.periodic]` table (ConfigError naming the bad key)."""
     unknown = set(table) - {"time_zone", "window"}
     if unknown:
         raise _err(sorted(unknown)[0], "unknown setting",
-                   "periodic takes time_zone and [[strategy.periodic.window]] tables")
+                   "periodic takes time_zone and [[updates.periodic.window]] tables")
     zone = table.get("time_zone", "UTC")
     if not isinstance(zone, str):
         raise _err("time_zone", f"{zone!r} is not a string", "e.g. time_zone = \"UTC\"")
     raw_windows = table.get("window")
     if not isinstance(raw_windows, Sequence) or isinstance(raw_windows, str) or not raw_windows:
         raise _err("window", "no maintenance window configured",
-                   "add at least one [[strategy.periodic.window]] with days, start_time and "
+                   "add at least one [[updates.periodic.window]] with days, start_time and "
                    "length_minutes")
     windows = tuple(_parse_window(raw, i) for i, raw in enumerate(raw_windows))
     return PeriodicConfig(windows=windows, time_zone=zone, tz=load_zone(zone))
@@ -181,5 +186,13 @@ class Periodic:
 
 
 def from_policy(policy: PolicyConfig) -> Periodic:
-    """Factory for update/strategy's registry: `[strategy] kind = "periodic"`."""
-    return Periodic(parse_periodic(policy.section("periodic").table))
+    """Factory for update/strategy's registry: `[updates] strategy = "periodic"`."""
+    return Periodic(periodic_config(policy))
+
+
+def periodic_config(policy: PolicyConfig) -> PeriodicConfig:
+    section = policy.section("periodic")
+    try:
+        return parse_periodic(section.table)
+    except ConfigError as exc:
+        raise section.refused(exc) from exc
