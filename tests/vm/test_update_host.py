@@ -63,7 +63,8 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' \
 printf '[[registry]]\nlocation = "10.0.2.100:5000"\ninsecure = true\n' \
     > /etc/containers/registries.conf.d/50-bootc-py-test.conf
 systemctl enable --now systemd-networkd 2>/dev/null
-wait_net
+# Self-contained (test_update_strategies uses it without PRELUDE).
+for i in $(seq 120); do ip -4 -o addr show scope global | grep -q . && break; sleep 1; done
 """
 # What an admin changed locally, and data in /var: both must outlive every update.
 LOCAL_CHANGES = r"""mkdir -p /etc/bootc-py-test /var/lib/bootc-py-test
