@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark: cold boots of an installed sample disk to the guest's check line, by phase.
 
-    .venv/bin/python benchmarks/boot.py [--runs 3] [--firmware uefi --firmware bios]
+    .venv/bin/python benchmarks/boot.py [--boots 3] [--firmware uefi --firmware bios]
+        [--cpus 2] [--memory 2048] [--bus virtio-blk|virtio-scsi] [--cache unsafe]
+
+`--boots 3` (the default) takes about 5 minutes on a quiet 2-core machine: one install and
+3 boots per firmware of ~40 s each. The qemu options measure the harness's levers
+(vm-fixtures/README.md, "Boot time"); the defaults are the harness's.
 
 Builds the sample image v1 (from the fixture cache), installs it once with bootc-py
 (`install to-disk --via-loopback`: GRUB for BIOS and UEFI), then boots it cold `--runs` times
@@ -12,12 +17,14 @@ of each phase and the goal (<= 30 s median from qemu start to the check line):
   kernel / initrd / userspace   the guest's `systemd-analyze time`
   report           userspace done -> the check line (the check unit collecting its facts)
 
-Run as root; the machine's other load shows in the figures: compare runs of one invocation.
+Run as root; the machine's other load shows in the figures (the load average is printed at
+the start and the end): compare runs of one invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -66,27 +73,35 @@ def install(work: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--boots", "--runs", dest="boots", type=int, default=3,
+                    help="cold boots per firmware (default 3)")
     ap.add_argument("--firmware", action="append", choices=("uefi", "bios"))
+    ap.add_argument("--cpus", type=int, default=2, help="qemu -smp (default 2)")
+    ap.add_argument("--memory", type=int, default=2048, help="qemu -m in MiB (default 2048)")
+    ap.add_argument("--bus", choices=("virtio-blk", "virtio-scsi"), default="virtio-blk")
+    ap.add_argument("--cache", default="unsafe", help="qemu -drive cache= (default unsafe)")
     args = ap.parse_args()
+    print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     firmwares = args.firmware or ["uefi", "bios"]
     with tempfile.TemporaryDirectory(prefix="bootc-py-boot-bench-") as tmp:
         work = Path(tmp)
         base = install(work)
         results: dict[str, list[dict[str, float]]] = {fw: [] for fw in firmwares}
-        for run in range(args.runs):
+        for run in range(args.boots):
             for fw in firmwares:  # interleaved: the machine's load hits both alike
                 disk = work / f"{fw}-{run}.qcow2"
                 subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                                 str(base), str(disk)], check=True)
-                facts = boot_check(Drive(disk), firmware=fw, workdir=work / f"vm-{fw}-{run}",
-                                   name=f"bench-{fw}-{run}")
+                facts = boot_check(Drive(disk, bus=args.bus, cache=args.cache), firmware=fw,
+                                   cpus=args.cpus, memory_mb=args.memory,
+                                   workdir=work / f"vm-{fw}-{run}", name=f"bench-{fw}-{run}")
                 if facts.get("failed_units"):
                     raise SystemExit(f"{fw} boot {run}: failed units {facts['failed_units']}")
                 results[fw].append(phases(facts))
                 print(f"{fw} run {run + 1}: " + "  ".join(
                     f"{k} {v:.1f}" for k, v in results[fw][-1].items()), flush=True)
-    print(f"\nmedian of {args.runs} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
+    print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print(f"\nmedian of {args.boots} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
     ok = True
     for fw, runs in results.items():
         med = {p: statistics.median(r[p] for r in runs) for p in PHASES}
