@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/boot.py [--boots 3] [--firmware uefi --firmware bios]
         [--cpus 2] [--memory 2048] [--bus virtio-blk|virtio-scsi] [--cache unsafe]
+        [--critical-chain]
 
 `--boots 3` (the default) takes about 5 minutes on a quiet 2-core machine: one install and
 3 boots per firmware of ~40 s each. The qemu options measure the harness's levers
@@ -19,6 +20,9 @@ of each phase and the goal (<= 30 s median from qemu start to the check line):
     loader         -> kernel start: GRUB reading the kernel and the initramfs, the EFI stub
   kernel / initrd / userspace   the guest's `systemd-analyze time`
   report           userspace done -> the check line (the check unit collecting its facts)
+
+`--critical-chain` prints the guest's `systemd-analyze critical-chain` and `blame` of each
+boot (they run before the facts are collected, so "report" grows by their cost).
 
 Run as root; the machine's other load shows in the figures (the load average is printed at
 the start and the end): compare runs of one invocation.
@@ -43,6 +47,8 @@ GOAL_S = 30.0
 PHASES = ("firmware", "loader", "firmware+loader", "kernel", "initrd", "userspace", "report",
           "to check line")
 GRUB_BOOTING = re.compile(r"Booting `")
+ANALYZE_SCRIPT = ("systemd-analyze critical-chain --no-pager\n"
+                  "systemd-analyze blame --no-pager | head -20\n")
 
 from vmharness import VM, Drive  # noqa: E402
 from vmharness.samples import build_samples  # noqa: E402
@@ -99,6 +105,8 @@ def main() -> None:
     ap.add_argument("--memory", type=int, default=2048, help="qemu -m in MiB (default 2048)")
     ap.add_argument("--bus", choices=("virtio-blk", "virtio-scsi"), default="virtio-blk")
     ap.add_argument("--cache", default="unsafe", help="qemu -drive cache= (default unsafe)")
+    ap.add_argument("--critical-chain", action="store_true",
+                    help="print the guest's systemd-analyze critical-chain and blame")
     args = ap.parse_args()
     print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     firmwares = args.firmware or ["uefi", "bios"]
@@ -114,12 +122,15 @@ def main() -> None:
                 facts, grub_at = timed_boot(
                     Drive(disk, bus=args.bus, cache=args.cache), firmware=fw, cpus=args.cpus,
                     memory_mb=args.memory, workdir=work / f"vm-{fw}-{run}",
-                    name=f"bench-{fw}-{run}")
+                    name=f"bench-{fw}-{run}",
+                    script=ANALYZE_SCRIPT if args.critical_chain else None)
                 if facts.get("failed_units"):
                     raise SystemExit(f"{fw} boot {run}: failed units {facts['failed_units']}")
                 results[fw].append(phases(facts, grub_at))
                 print(f"{fw} run {run + 1}: " + "  ".join(
                     f"{k} {v:.1f}" for k, v in results[fw][-1].items()), flush=True)
+                if args.critical_chain:
+                    print((facts.get("script") or {}).get("stdout", ""), flush=True)
     print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"\nmedian of {args.boots} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
     ok = True
