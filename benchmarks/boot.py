@@ -1,23 +1,37 @@
 #!/usr/bin/env python3
 """Benchmark: cold boots of an installed sample disk to the guest's check line, by phase.
 
-    .venv/bin/python benchmarks/boot.py [--runs 3] [--firmware uefi --firmware bios]
+    .venv/bin/python benchmarks/boot.py [--boots 3] [--firmware uefi --firmware bios]
+        [--cpus 2] [--memory 2048] [--bus virtio-blk|virtio-scsi] [--cache unsafe]
+        [--critical-chain]
+
+`--boots 3` (the default) takes about 5 minutes on a quiet 2-core machine: one install and
+3 boots per firmware of ~40 s each. The qemu options measure the harness's levers
+(vm-fixtures/README.md, "Boot time"); the defaults are the harness's.
 
 Builds the sample image v1 (from the fixture cache), installs it once with bootc-py
 (`install to-disk --via-loopback`: GRUB for BIOS and UEFI), then boots it cold `--runs` times
 per firmware, each boot on a fresh qcow2 overlay (first boot every time). Prints the median
 of each phase and the goal (<= 30 s median from qemu start to the check line):
 
-  firmware+loader  qemu start -> kernel start (the report's arrival minus the guest's uptime)
+  firmware+loader  qemu start -> kernel start (the report's arrival minus the guest's uptime),
+                   split at GRUB's "Booting `...'" line on the serial console into
+    firmware       qemu start -> GRUB has read its config and chosen the entry
+    loader         -> kernel start: GRUB reading the kernel and the initramfs, the EFI stub
   kernel / initrd / userspace   the guest's `systemd-analyze time`
   report           userspace done -> the check line (the check unit collecting its facts)
 
-Run as root; the machine's other load shows in the figures: compare runs of one invocation.
+`--critical-chain` prints the guest's `systemd-analyze critical-chain` and `blame` of each
+boot (they run before the facts are collected, so "report" grows by their cost).
+
+Run as root; the machine's other load shows in the figures (the load average is printed at
+the start and the end): compare runs of one invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -30,9 +44,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
 BOOTC_PY = Path(sys.executable).parent / "bootc-py"
 GOAL_S = 30.0
-PHASES = ("firmware+loader", "kernel", "initrd", "userspace", "report", "to check line")
+PHASES = ("firmware", "loader", "firmware+loader", "kernel", "initrd", "userspace", "report",
+          "to check line")
+GRUB_BOOTING = re.compile(r"Booting `")
+ANALYZE_SCRIPT = ("systemd-analyze critical-chain --no-pager\n"
+                  "systemd-analyze blame --no-pager | head -20\n")
 
-from vmharness import Drive, boot_check  # noqa: E402
+from vmharness import VM, Drive  # noqa: E402
 from vmharness.samples import build_samples  # noqa: E402
 
 ANALYZE = re.compile(r"([\d.]+)(min|s|ms) \((kernel|initrd|userspace)\)")
@@ -42,8 +60,9 @@ def seconds(value: str, unit: str) -> float:
     return float(value) * {"min": 60.0, "s": 1.0, "ms": 0.001}[unit]
 
 
-def phases(facts: dict[str, Any]) -> dict[str, float]:
-    """The boot's phases in seconds, from the check report."""
+def phases(facts: dict[str, Any], grub_at: float) -> dict[str, float]:
+    """The boot's phases in seconds, from the check report and the moment (seconds after qemu
+    started) GRUB announced the entry it boots."""
     line = " ".join(facts.get("boot_timing") or [])
     found = {m[3]: seconds(m[1], m[2]) for m in ANALYZE.finditer(line)}
     if set(found) != {"kernel", "initrd", "userspace"}:
@@ -51,8 +70,21 @@ def phases(facts: dict[str, Any]) -> dict[str, float]:
     to_report = float(facts["harness"]["seconds_to_report"])
     uptime_at_report = float(facts.get("check_timing", {}).get("collected", facts["uptime_s"]))
     booted = sum(found.values())
-    return {"firmware+loader": to_report - uptime_at_report, **found,
+    kernel_at = to_report - uptime_at_report
+    return {"firmware": grub_at, "loader": kernel_at - grub_at, "firmware+loader": kernel_at,
+            **found,
             "report": uptime_at_report - booted, "to check line": to_report}
+
+
+def timed_boot(drive: Drive, **vm_args: Any) -> tuple[dict[str, Any], float]:
+    """One cold boot to the check report (the guest powers off after it); also returns when
+    GRUB's "Booting `...'" line appeared on the serial console."""
+    with VM(drives=[drive], poweroff_after_check=True, **vm_args) as vm:
+        vm.wait_for(GRUB_BOOTING, timeout=600, what="GRUB booting an entry")
+        grub_at = vm.elapsed
+        facts = vm.check()
+        vm.wait_exit(180)
+    return facts, grub_at
 
 
 def install(work: Path) -> Path:
@@ -66,27 +98,41 @@ def install(work: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--boots", "--runs", dest="boots", type=int, default=3,
+                    help="cold boots per firmware (default 3)")
     ap.add_argument("--firmware", action="append", choices=("uefi", "bios"))
+    ap.add_argument("--cpus", type=int, default=2, help="qemu -smp (default 2)")
+    ap.add_argument("--memory", type=int, default=2048, help="qemu -m in MiB (default 2048)")
+    ap.add_argument("--bus", choices=("virtio-blk", "virtio-scsi"), default="virtio-blk")
+    ap.add_argument("--cache", default="unsafe", help="qemu -drive cache= (default unsafe)")
+    ap.add_argument("--critical-chain", action="store_true",
+                    help="print the guest's systemd-analyze critical-chain and blame")
     args = ap.parse_args()
+    print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     firmwares = args.firmware or ["uefi", "bios"]
     with tempfile.TemporaryDirectory(prefix="bootc-py-boot-bench-") as tmp:
         work = Path(tmp)
         base = install(work)
         results: dict[str, list[dict[str, float]]] = {fw: [] for fw in firmwares}
-        for run in range(args.runs):
+        for run in range(args.boots):
             for fw in firmwares:  # interleaved: the machine's load hits both alike
                 disk = work / f"{fw}-{run}.qcow2"
                 subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                                 str(base), str(disk)], check=True)
-                facts = boot_check(Drive(disk), firmware=fw, workdir=work / f"vm-{fw}-{run}",
-                                   name=f"bench-{fw}-{run}")
+                facts, grub_at = timed_boot(
+                    Drive(disk, bus=args.bus, cache=args.cache), firmware=fw, cpus=args.cpus,
+                    memory_mb=args.memory, workdir=work / f"vm-{fw}-{run}",
+                    name=f"bench-{fw}-{run}",
+                    script=ANALYZE_SCRIPT if args.critical_chain else None)
                 if facts.get("failed_units"):
                     raise SystemExit(f"{fw} boot {run}: failed units {facts['failed_units']}")
-                results[fw].append(phases(facts))
+                results[fw].append(phases(facts, grub_at))
                 print(f"{fw} run {run + 1}: " + "  ".join(
                     f"{k} {v:.1f}" for k, v in results[fw][-1].items()), flush=True)
-    print(f"\nmedian of {args.runs} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
+                if args.critical_chain:
+                    print((facts.get("script") or {}).get("stdout", ""), flush=True)
+    print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print(f"\nmedian of {args.boots} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
     ok = True
     for fw, runs in results.items():
         med = {p: statistics.median(r[p] for r in runs) for p in PHASES}

@@ -133,6 +133,22 @@ def test_units_installed_and_enabled(rootfs: Callable[[str], Rootfs]) -> None:
             assert os.readlink(t / link) == target, link
 
 
+def test_boot_speed_settings(rootfs: Callable[[str], Rootfs]) -> None:
+    """What the sample image leaves out of a test boot (vm-fixtures/README.md, "Boot time"),
+    and the manager's longer device wait for a slow host."""
+    t = rootfs("v1").path
+    for unit in ("sys-kernel-debug.mount", "modprobe@drm.service", "getty@tty1.service"):
+        assert os.readlink(t / "etc/systemd/system" / unit) == "/dev/null", unit
+    for gen in ("systemd-gpt-auto-generator", "systemd-sysv-generator"):
+        assert os.readlink(t / "etc/systemd/system-generators" / gen) == "/dev/null", gen
+    assert (t / "usr/lib/systemd/system-generators/ostree-system-generator").exists()
+    blacklist = (t / "etc/modprobe.d/50-bootc-py-fixture.conf").read_text().split()
+    assert "kvm" in blacklist and "aesni_intel" in blacklist
+    assert "dm_mod" not in blacklist and "loop" not in blacklist      # LVM and live media
+    conf = (t / "usr/lib/systemd/system.conf.d/50-bootc-py-fixture.conf").read_text()
+    assert "DefaultDeviceTimeoutSec=300s" in conf.splitlines()
+
+
 @pytest.mark.parametrize("variant,health,rc", [("v1", "10-fixture.sh", 0),
                                                ("v2", "10-fixture.sh", 0),
                                                ("broken", "10-fixture-broken.sh", 1)])

@@ -29,6 +29,15 @@ def test_defaults(tmp_path: Path) -> None:
     assert any(f"file={tmp_path / 'OVMF_VARS.fd'}" in d for d in _opt(argv, "-drive"))
     assert "virtio-blk-pci,drive=disk0,bootindex=0" in _opt(argv, "-device")
     assert "format=raw" in _opt(argv, "-drive")[-1]
+    assert "cache=unsafe" in _opt(argv, "-drive")[-1]
+
+
+def test_a_virtio_scsi_disk_gets_its_own_controller(tmp_path: Path) -> None:
+    argv = VM(drives=[Drive(tmp_path / "a.raw", bus="virtio-scsi", cache="none")],
+              workdir=tmp_path).argv()
+    assert "virtio-scsi-pci,id=dscsi0" in _opt(argv, "-device")
+    assert "scsi-hd,bus=dscsi0.0,drive=disk0,bootindex=0" in _opt(argv, "-device")
+    assert "cache=none" in _opt(argv, "-drive")[-1]
 
 
 def test_bios_has_no_pflash_and_kernel_takes_boot_index_0(tmp_path: Path) -> None:
@@ -67,7 +76,10 @@ def test_qemu_accepts_disks_cdrom_network_and_fw_cfg(
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "64M"], check=True)
     iso = tmp_path / "c.iso"
     iso.write_bytes(b"\0" * (1 << 20))
-    vm = vm_factory(name="args", drives=[Drive(raw, serial="one"), Drive(qcow, snapshot=True)],
+    scsi = tmp_path / "d.raw"
+    scsi.write_bytes(b"\0" * (1 << 20))
+    vm = vm_factory(name="args", drives=[Drive(raw, serial="one"), Drive(qcow, snapshot=True),
+                                         Drive(scsi, bus="virtio-scsi", cache="writeback")],
                     cdrom=iso, forwards=[22], tftp=tmp_path, script="true",
                     poweroff_after_check=True)
     with vm:
@@ -75,6 +87,9 @@ def test_qemu_accepts_disks_cdrom_network_and_fw_cfg(
         assert vm.running()
     private = tmp_path / "args-1" / "OVMF_VARS.fd"       # firmware writes here, not the template
     assert private.stat().st_size == OVMF_VARS.stat().st_size
-    assert {"disk0", "disk1", "cd0"} <= set(blocks)
+    assert {"disk0", "disk1", "disk2", "cd0"} <= set(blocks)
+    assert blocks["disk2"]["inserted"]["cache"]["writeback"] is True
+    assert blocks["disk2"]["inserted"]["cache"]["no-flush"] is False    # not cache=unsafe
+    assert blocks["disk0"]["inserted"]["cache"]["no-flush"] is True     # the default: unsafe
     assert blocks["cd0"]["removable"] is True
     assert not vm.running()

@@ -111,33 +111,6 @@ def test_uefi_grub_boots_and_keeps_etc_and_var(grub_disk: Path, sample_images: S
     assert second["machine_id"] == first["machine_id"]
 
 
-def test_bios_grub_boots(grub_disk: Path, sample_images: SampleImages, boot_check: BootCheck,
-                         tmp_path: Path) -> None:
-    disk = overlay(grub_disk, tmp_path / "bios-grub.qcow2")
-    probe = FIRMWARE_PROBE + "grep '^set timeout=' /boot/grub/grub.cfg\n"
-    facts = boot_check(Drive(disk), firmware="bios", script=probe, name="bios-grub")
-    assert_installed(facts, sample_images)
-    out = script_out(facts)
-    assert "firmware=bios" in out
-    # The sample image's /usr/lib/bootc-py/install says bootloader-timeout = 0: no menu wait.
-    assert "set timeout=0" in out.splitlines()
-
-
-def test_uefi_systemd_boot_boots(sdboot_disk: Path, sample_images: SampleImages,
-                                 boot_check: BootCheck, tmp_path: Path) -> None:
-    disk = overlay(sdboot_disk, tmp_path / "sdboot.qcow2")
-    probe = FIRMWARE_PROBE + ("ls /boot/efi/loader/entries /boot/efi/EFI/systemd\n"
-                              "grep '^timeout' /boot/efi/loader/loader.conf\n")
-    facts = boot_check(Drive(disk), firmware="uefi", script=probe, name="systemd-boot")
-    assert_installed(facts, sample_images)
-    out = script_out(facts)
-    assert "firmware=uefi" in out and "systemd-bootx64.efi" in out
-    assert "timeout 0" in out  # the image's bootloader-timeout = 0
-    assert "ostree-1-default.conf" in out
-    # systemd-boot passes no BOOT_IMAGE= (GRUB does): this boot did not come through GRUB.
-    assert not any(k.startswith("BOOT_IMAGE=") for k in facts["cmdline"].split())
-
-
 def test_qcow2_from_build_boots(sample_images: SampleImages, boot_check: BootCheck,
                                 tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -182,20 +155,39 @@ def assert_staged_then_booted(first: dict[str, Any], second: dict[str, Any]) -> 
     assert status["rollback"]["ostree"]["deploySerial"] == 0
 
 
-def test_grub_follows_a_deployment_staged_at_shutdown(grub_disk: Path, boot_check: BootCheck,
-                                                      tmp_path: Path) -> None:
+def test_bios_grub_boots_then_follows_a_deployment_staged_at_shutdown(
+        grub_disk: Path, sample_images: SampleImages, boot_check: BootCheck,
+        tmp_path: Path) -> None:
     disk = overlay(grub_disk, tmp_path / "staged-grub.qcow2")
-    first = boot_check(Drive(disk), firmware="bios", script=STAGE, name="stage")
+    # The first boot is the installed disk's first BIOS boot: the install's facts, then stage.
+    probe = FIRMWARE_PROBE + "grep '^set timeout=' /boot/grub/grub.cfg\n"
+    first = boot_check(Drive(disk), firmware="bios", script=probe + STAGE, name="bios-grub")
+    assert_installed(first, sample_images)
+    out = script_out(first)
+    assert "firmware=bios" in out
+    # The sample image's /usr/lib/bootc-py/install says bootloader-timeout = 0: no menu wait.
+    assert "set timeout=0" in out.splitlines()
     second = boot_check(Drive(disk), firmware="bios", script=GRUB_ENTRIES,
                         name="staged-booted")
     assert_staged_then_booted(first, second)
     assert script_out(second).split() == ["2"]  # both deployments in grub.cfg
 
 
-def test_systemd_boot_follows_a_deployment_staged_at_shutdown(
-        sdboot_disk: Path, boot_check: BootCheck, tmp_path: Path) -> None:
+def test_uefi_systemd_boot_boots_then_follows_a_deployment_staged_at_shutdown(
+        sdboot_disk: Path, sample_images: SampleImages, boot_check: BootCheck,
+        tmp_path: Path) -> None:
     disk = overlay(sdboot_disk, tmp_path / "staged-sdboot.qcow2")
-    first = boot_check(Drive(disk), firmware="uefi", script=STAGE, name="stage")
+    # The first boot is the installed disk's first boot: the install's facts, then stage.
+    probe = FIRMWARE_PROBE + ("ls /boot/efi/loader/entries /boot/efi/EFI/systemd\n"
+                              "grep '^timeout' /boot/efi/loader/loader.conf\n")
+    first = boot_check(Drive(disk), firmware="uefi", script=probe + STAGE, name="systemd-boot")
+    assert_installed(first, sample_images)
+    out = script_out(first)
+    assert "firmware=uefi" in out and "systemd-bootx64.efi" in out
+    assert "timeout 0" in out  # the image's bootloader-timeout = 0
+    assert "ostree-1-default.conf" in out
+    # systemd-boot passes no BOOT_IMAGE= (GRUB does): this boot did not come through GRUB.
+    assert not any(k.startswith("BOOT_IMAGE=") for k in first["cmdline"].split())
     second = boot_check(Drive(disk), firmware="uefi", script=ESP_ENTRIES,
                         name="staged-booted")
     assert_staged_then_booted(first, second)

@@ -176,6 +176,8 @@ def stage(tree: Path) -> dict[str, Any]:
     shutil.copyfile(GUEST / "check.py", check)
     check.chmod(0o755)
     enabled += install_unit(tree, GUEST / CHECK_UNIT)
+    # The manager's timeouts for a slow test machine (guest/system.conf.d).
+    shutil.copytree(GUEST / "system.conf.d", tree / "usr/lib/systemd/system.conf.d")
     normalize_modes(tree)
     return {"units": [u.name for u in units] + [CHECK_UNIT], "enabled": enabled, "pyc": pyc}
 

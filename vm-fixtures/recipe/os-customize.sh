@@ -53,6 +53,56 @@ systemctl disable apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
 systemctl mask systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
     proc-sys-fs-binfmt_misc.mount getty@tty1.service
 
+# --- boot speed (issue 13): less work for udev, systemd and the kernel's module loader under
+# TCG, where every module load and every process costs CPU the boot waits for. ---
+# Modules udev would load by alias on a q35 TCG machine with `-cpu max` that no test uses:
+# kvm (the CPU's svm/vmx flags), cpufreq, the crypto accelerators (their generic versions are
+# built in or load by name; `blacklist` stops only alias loads, `modprobe NAME` still works),
+# the EFI pstore backend, PC speaker/joystick/mouse/watchdog/SMBus drivers.
+cat > /etc/modprobe.d/50-bootc-py-fixture.conf <<'CONF'
+# bootc-py sample image: drivers a virtio test machine does not need (see os-customize.sh).
+blacklist kvm
+blacklist kvm_amd
+blacklist kvm_intel
+blacklist irqbypass
+blacklist ccp
+blacklist powernow_k8
+blacklist acpi_cpufreq
+blacklist aesni_intel
+blacklist ghash_clmulni_intel
+blacklist polyval_clmulni
+blacklist sha1_ssse3
+blacklist sha256_ssse3
+blacklist sha512_ssse3
+blacklist crc32_pclmul
+blacklist crct10dif_pclmul
+blacklist efi_pstore
+blacklist pcspkr
+blacklist joydev
+blacklist serio_raw
+blacklist psmouse
+blacklist iTCO_wdt
+blacklist i2c_i801
+blacklist lpc_ich
+blacklist intel_rapl_msr
+blacklist intel_rapl_common
+CONF
+# Pseudo filesystems and their module loaders no test uses (debugfs, tracefs, hugetlbfs, the
+# fuse control fs, configfs; modprobe@drm for a machine without a display).
+systemctl mask sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount \
+    sys-fs-fuse-connections.mount sys-kernel-config.mount modprobe@drm.service \
+    modprobe@configfs.service modprobe@fuse.service
+# Generators with nothing to generate here (each is a process per boot and per daemon-reload):
+# /etc/fstab names every mount (gpt-auto), the init.d scripts all have native units (sysv,
+# rc-local), and there is no swap/hibernation, crypttab, integritytab or veritytab.
+mkdir -p /etc/systemd/system-generators
+for g in systemd-gpt-auto-generator systemd-sysv-generator systemd-rc-local-generator \
+        systemd-hibernate-resume-generator systemd-cryptsetup-generator \
+        systemd-integritysetup-generator systemd-veritysetup-generator; do
+    ln -sf /dev/null "/etc/systemd/system-generators/$g"
+done
+# --- end boot speed ---
+
 # The menu of the sample image's test disks boots the default at once (bootc-py's own install
 # configuration; bootc's /usr/lib/bootc/install would refuse the key). A disk of an image
 # without it keeps the default menu timeout.

@@ -56,6 +56,10 @@ class Drive:
     serial: str | None = None          # /dev/disk/by-id/virtio-<serial> in the guest
     readonly: bool = False
     snapshot: bool = False
+    bus: Literal["virtio-blk", "virtio-scsi"] = "virtio-blk"   # vda or sda in the guest
+    # unsafe: the host never syncs (a test disk is thrown away; the guest's own flushes still
+    # order its writes). writeback/none/directsync for measuring (vm-fixtures/README.md).
+    cache: str = "unsafe"
 
     @property
     def fmt(self) -> str:
@@ -189,12 +193,16 @@ class VM:
             elif kind == "disk":
                 for i, d in enumerate(self.drives):
                     opts = [f"if=none,id=disk{i}", f"format={d.fmt}", f"file={d.path}",
-                            "cache=unsafe", "discard=unmap"]
+                            f"cache={d.cache}", "discard=unmap"]
                     if d.readonly:
                         opts.append("readonly=on")
                     if d.snapshot:
                         opts.append("snapshot=on")
-                    dev = f"virtio-blk-pci,drive=disk{i},bootindex={index}"
+                    if d.bus == "virtio-scsi":
+                        a += ["-device", f"virtio-scsi-pci,id=dscsi{i}"]
+                        dev = f"scsi-hd,bus=dscsi{i}.0,drive=disk{i},bootindex={index}"
+                    else:
+                        dev = f"virtio-blk-pci,drive=disk{i},bootindex={index}"
                     if d.serial:
                         dev += f",serial={d.serial}"
                     a += ["-drive", ",".join(opts), "-device", dev]
