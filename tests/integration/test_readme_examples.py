@@ -14,12 +14,15 @@ A README example that is not run here fails `test_every_readme_example_is_run`.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
 import shlex
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -45,14 +48,28 @@ NOT_RUN_HERE = {
 BOOTED_HOST_ONLY = {
     "bootc-py usr-overlay":
         "a live /usr, no --sysroot form: tests/vm/test_install_coverage.py's ext4 boot runs it",
+    "bootc-py install to-existing-root --source-imgref IMGREF /":
+        "takes over the running root: tests/vm/test_takeover_boot.py runs it in a plain Debian VM",
+    "bootc-py install reset [--stateroot NAME] [--apply]":
+        "deploys the booted image: tests/vm/test_takeover_boot.py's reset test runs it",
+}
+# Run as written by another test (named), with only the placeholders replaced.
+RUN_ELSEWHERE = {
+    "bootc-py install finalize /mnt/target":
+        "tests/integration/test_install_existing_root.py (alongside test, and the refusal)",
+    "bootc-py build --type qcow2 --kickstart ks.cfg docker://registry/os:1":
+        "tests/integration/test_kickstart_install.py::"
+        "test_build_with_a_kickstart_shapes_the_disk_image",
 }
 
 
 def readme_commands() -> list[str]:
     """The example commands of README.md's fenced blocks, comments and output lines dropped."""
     commands = []
-    for block in re.findall(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", README.read_text(),
-                            re.S | re.M):
+    for lang, block in re.findall(r"^[ \t]*```([^\n]*)\n(.*?)^[ \t]*```", README.read_text(),
+                                  re.S | re.M):
+        if lang.strip() not in ("", "sh", "bash", "console"):
+            continue  # a configuration file's example (toml), not a command
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
@@ -138,13 +155,15 @@ HOST = ["bootc-py status [--format humanreadable|yaml|json] [--booted] [-v]",
         "bootc-py rollback [--apply]"]
 KICKSTART = ["bootc-py kickstart validate ks.cfg",
              "bootc-py install kickstart ks.cfg --dry-run",
-             "bootc-py install kickstart ks.cfg --via-loopback disk.raw"]
+             "bootc-py install kickstart ks.cfg --via-loopback disk.raw",
+             "bootc-py install kickstart http://host/ks.cfg"]
 IMAGE = ["bootc-py image pull IMGREF", "bootc-py image inspect IMGREF",
          "bootc-py image unpack IMGREF DIR", "bootc-py image list | prune"]
 
 
 def test_every_readme_example_is_run() -> None:
-    covered = [*NOT_RUN_HERE, *BOOTED_HOST_ONLY, *INSTALL, *BUILD, *HOST, *KICKSTART, *IMAGE]
+    covered = [*NOT_RUN_HERE, *BOOTED_HOST_ONLY, *RUN_ELSEWHERE, *INSTALL, *BUILD, *HOST,
+               *KICKSTART, *IMAGE]
     assert sorted(readme_commands()) == sorted(covered)
 
 
@@ -270,13 +289,26 @@ def test_readme_kickstart_examples(registry: Registry, tmp_path: Path) -> None:
     ks = tmp_path / "ks.cfg"
     ks.write_text(f"bootc --source-imgref registry:{registry.host}/os:1\n"
                   "rootpw --lock\nclearpart --all --initlabel\nautopart --type=plain\n")
-    validate, dry, loopback = readme(*KICKSTART)
+    validate, dry, loopback, url = readme(*KICKSTART)
     subst = {"ks.cfg": str(ks), "disk.raw": str(tmp_path / "disk.raw")}
     cache = tmp_path / "cache"
     run(forms(validate)[0], subst, tmp_path, cache)
     run(forms(dry)[0], subst, tmp_path, cache)
     run(forms(loopback)[0], subst, tmp_path, cache)
     assert (tmp_path / "disk.raw").stat().st_size > 0
+    # The URL form, served from 127.0.0.1. This kickstart names no disk, so the form as written
+    # would pick this machine's disks: --dry-run (the whole plan from the fetched kickstart) is
+    # the one option added; the install itself is the --via-loopback run above.
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            address = f"http://127.0.0.1:{server.server_address[1]}/ks.cfg"
+            plan = run([*forms(url)[0], "--dry-run"], {"http://host/ks.cfg": address},
+                       tmp_path, cache)
+        finally:
+            server.shutdown()
+    assert f"Kickstart:    {address}" in plan, plan
 
 
 @contextmanager
