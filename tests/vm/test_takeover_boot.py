@@ -94,6 +94,10 @@ def _root(facts: dict[str, Any]) -> dict[str, Any]:
     return next(u for u in facts["users"] if u["name"] == "root")
 
 
+# Not yet seen passing: written on a saturated machine where each boot timed out (see the
+# session note). BOOTC_PY_RUN_UNPROVEN=1 runs them; drop this mark once they pass.
+pytestmark = pytest.mark.unproven
+
 @pytest.mark.timeout(3600)
 def test_takeover_bios_keeps_the_old_system_under_sysroot(
         sample_images: SampleImages, plain_disk: Callable[..., Path],
