@@ -48,6 +48,10 @@ def assert_booted(facts: dict[str, Any], *, fstype: str, stateroot: str = "defau
     assert status and status["ok"], status
     assert status["status"]["status"]["booted"]["ostree"]["stateroot"] == stateroot
 
+# Not yet seen passing: written on a saturated machine where each boot timed out (see the
+# session note). BOOTC_PY_RUN_UNPROVEN=1 runs them; drop this mark once they pass.
+pytestmark = pytest.mark.unproven
+
 
 def test_ext4_root_in_its_own_stateroot_boots(installed_disk: Callable[..., Path],
                                               boot_check: BootCheck) -> None:
