@@ -48,11 +48,11 @@ def assert_booted(facts: dict[str, Any], *, fstype: str, stateroot: str = "defau
     assert status and status["ok"], status
     assert status["status"]["status"]["booted"]["ostree"]["stateroot"] == stateroot
 
-# Not yet seen passing: written on a saturated machine where each boot timed out (see the
-# session note). BOOTC_PY_RUN_UNPROVEN=1 runs them; drop this mark once they pass.
-pytestmark = pytest.mark.unproven
 
-
+# FAILED in its first run (2026-12-02) although the guest booted ext4 in stateroot corp
+# with usr-overlay unlocked and no failed unit; the assertion that failed is not yet
+# read. Deselected until it passes.
+@pytest.mark.unproven
 def test_ext4_root_in_its_own_stateroot_boots(installed_disk: Callable[..., Path],
                                               boot_check: BootCheck) -> None:
     disk = installed_disk("--filesystem=ext4", "--stateroot=corp", CONSOLE)
@@ -80,6 +80,8 @@ def test_btrfs_root_boots(installed_disk: Callable[..., Path], boot_check: BootC
     assert_booted(facts, fstype="btrfs")
 
 
+# Not yet seen passing (no quiet machine this session). Deselected until it passes.
+@pytest.mark.unproven
 @pytest.mark.timeout(2700)  # one build, two cold boots
 def test_vmdk_and_vhd_from_build_boot(sample_images: SampleImages, boot_check: BootCheck,
                                       tmp_path: Path) -> None:
