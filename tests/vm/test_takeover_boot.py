@@ -94,10 +94,6 @@ def _root(facts: dict[str, Any]) -> dict[str, Any]:
     return next(u for u in facts["users"] if u["name"] == "root")
 
 
-# Not yet seen passing: written on a saturated machine where each boot timed out (see the
-# session note). BOOTC_PY_RUN_UNPROVEN=1 runs them; drop this mark once they pass.
-pytestmark = pytest.mark.unproven
-
 @pytest.mark.timeout(3600)
 def test_takeover_bios_keeps_the_old_system_under_sysroot(
         sample_images: SampleImages, plain_disk: Callable[..., Path],
@@ -133,6 +129,8 @@ def test_takeover_bios_keeps_the_old_system_under_sysroot(
     assert "ostree" in out["boot"] and "loader" in out["boot"]
 
 
+# Not yet seen passing (the session ended first). BOOTC_PY_RUN_UNPROVEN=1 runs it.
+@pytest.mark.unproven
 @pytest.mark.timeout(3600)
 def test_takeover_uefi_with_cleanup_removes_the_old_files_once(
         sample_images: SampleImages, plain_disk: Callable[..., Path],
@@ -183,6 +181,8 @@ cat /etc/bootc-py-fixture/variant.conf
 """
 
 
+# Not yet seen passing (the session ended first). BOOTC_PY_RUN_UNPROVEN=1 runs it.
+@pytest.mark.unproven
 @pytest.mark.timeout(3600)
 def test_reset_boots_a_fresh_stateroot_and_keeps_the_old_as_rollback(
         sample_images: SampleImages, installed_disk: Callable[..., Path],
