@@ -27,7 +27,7 @@ from fixture_image.bootclayer import CHECK_UNIT, install_unit
 from fixture_image.cache import Cache, LayerRecord, mounts_under
 from fixture_image.errors import FixtureError
 from fixture_image.oci import Blob
-from fixture_image.oslayer import MERGED_USR_HOOK
+from fixture_image.oslayer import MERGED_USR_HOOK, _empty_dir
 from fixture_image.proc import run, say, step
 from fixture_image.recipe import FIXTURES, FORMAT, GUEST, SUITE, _hash_files, read_list
 
@@ -96,12 +96,6 @@ def grub_cfg(kver: str) -> str:
 def early_cfg() -> str:
     return (f"search --no-floppy --fs-uuid --set=root {ROOT_UUID}\n"
             "set prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n")
-
-
-def _empty_dir(path: Path, mode: int) -> None:
-    shutil.rmtree(path)
-    path.mkdir()
-    path.chmod(mode)
 
 
 def finish_tree(rootfs: Path) -> dict[str, Any]:
