@@ -4,6 +4,11 @@ Markers come from the directory: tests/integration is `root`, tests/vm is `vm`; 
 starts a docker-registry (tests/registry_fixture.py's Registry) is `registry`. The fast
 iteration run is `pytest -m "not root and not vm"`; CI runs everything. A missing tool is a
 failure, never a skip: use `require_tool()`.
+
+Under pytest-xdist (`-n 2`, the default in pyproject.toml; `-n 0` runs in one process) the
+unit and integration tests stay together on one worker (xdist_group "host", in their usual
+order), the VM tests spread over both, longest first, and every guest gets one vCPU so two
+guests share the two cores instead of four vCPUs fighting over them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,43 @@ sys.path.insert(0, str(REPO / "tests"))  # testlib and the shared test helpers
 import registry_fixture  # noqa: E402
 from testlib import require_root, require_tool  # noqa: E402,F401  (re-exported)
 
+# Seconds each VM test took in a serial run (a clean clone, -smp 2): the longest start first
+# so the two workers finish together. A test not listed counts as 60 s.
+MEASURED_S = {
+    "test_update_host.py::test_upgrade_rollback_switch_and_the_timer": 651,
+    "test_autoheal.py::test_grub_bad_update_falls_back_and_v2_is_taken": 313,
+    "test_update_powercut.py::test_power_cuts_and_disk_full_leave_a_whole_host": 310,
+    "test_install_in_guest.py::test_install_onto_a_virtio_disk_from_a_running_system": 220,
+    "test_install_boot.py::test_uefi_systemd_boot_boots_then_follows_a_deployment_staged_at_"
+    "shutdown": 209,
+    "test_install_boot.py::test_bios_grub_boots_then_follows_a_deployment_staged_at_"
+    "shutdown": 185,
+    "test_kickstart_boot.py::test_lvm_kickstart_installed_from_a_running_system_boots": 180,
+    "test_takeover_boot.py::test_takeover_bios_keeps_the_old_system_under_sysroot": 171,
+    "test_install_boot.py::test_uefi_grub_boots_and_keeps_etc_and_var": 166,
+    "test_install_boot.py::test_qcow2_from_build_boots": 89,
+    "test_install_container.py::test_install_from_inside_the_image": 87,
+    "test_kickstart_boot.py::test_kickstart_install_boots_with_its_effects": 60,
+    "test_install_coverage.py::test_btrfs_root_boots": 49,
+}
 
+
+def xdist_workers(config: pytest.Config) -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or \
+        bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("BOOTC_PY_VM_CPUS", "1")
+
+
+def _expected_s(item: pytest.Item) -> float:
+    name = str(item.nodeid).split("/")[-1].split("[")[0]
+    return MEASURED_S.get(name, 60.0)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO).parts
@@ -41,3 +82,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if unproven:
             config.hook.pytest_deselected(items=unproven)
             items[:] = [item for item in items if not item.get_closest_marker("unproven")]
+    if xdist_workers(config):
+        for item in items:
+            if not item.get_closest_marker("vm"):
+                item.add_marker(pytest.mark.xdist_group("host"))
+        # sorted() is stable and the same in every worker (xdist checks they agree).
+        host = [item for item in items if not item.get_closest_marker("vm")]
+        vm = sorted((item for item in items if item.get_closest_marker("vm")),
+                    key=lambda item: -_expected_s(item))
+        items[:] = host + vm

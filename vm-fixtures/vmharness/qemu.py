@@ -40,6 +40,14 @@ ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][A-Z0-9]|[=>c])")
 # Generous: boots share two cores with other work. Scale with BOOTC_PY_VM_TIMEOUT_SCALE.
 DEFAULT_CHECK_TIMEOUT = 480.0
 RELAY = Path(__file__).resolve().parent / "relay.py"
+# A TCG guest kernel now and then stops making progress before it starts init (seen: silent
+# for 480 s after "pnp: PnP ACPI: found 5 devices", -smp 2). Nothing has touched the disks
+# yet at that point, so the harness kills qemu and boots again cold, once. A kernel under
+# TCG reaches init in 6-10 s; 90 s of silence after its first line is a stall, not slowness.
+KERNEL_STALL_S = 90.0
+KERNEL_LINE = re.compile(r"Linux version \d|\[\s*\d+\.\d+\] ")
+INIT_LINES = ("Run /init", "Run /sbin/init", "Freeing unused kernel", "systemd[1]:",
+              "Welcome to", "dracut")
 FORMATS = {".qcow2": "qcow2", ".vmdk": "vmdk", ".vhd": "vpc", ".vpc": "vpc", ".vhdx": "vhdx"}
 
 
@@ -94,6 +102,12 @@ class GuestForward:
         return f"guestfwd=tcp:{self.guest_addr}:{self.guest_port}-cmd:{cmd}"
 
 
+def default_cpus() -> int:
+    """vCPUs per guest: BOOTC_PY_VM_CPUS, else 2 (the test suite sets 1 per xdist worker
+    so two guests side by side each keep one of the two cores)."""
+    return int(os.environ.get("BOOTC_PY_VM_CPUS", "2"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,7 +132,7 @@ class VM:
         forwards: Sequence[Forward | int] = (),
         guest_forwards: Sequence[GuestForward] = (),
         memory_mb: int = 2048,
-        cpus: int = 2,
+        cpus: int | None = None,
         script: str | None = None,
         poweroff_after_check: bool = False,
         uefi_vars: Path | str | None = None,
@@ -126,6 +140,7 @@ class VM:
         name: str = "vm",
         extra_args: Sequence[str] = (),
         qemu: str = "qemu-system-x86_64",
+        kernel_stall_s: float | None = KERNEL_STALL_S,
     ) -> None:
         self.drives = [d if isinstance(d, Drive) else Drive(Path(d)) for d in drives]
         self.firmware = firmware
@@ -141,7 +156,11 @@ class VM:
         self.network = (network or bool(self.forwards) or bool(self.guest_forwards)
                         or self.tftp is not None or boot == "net")
         self.memory_mb = memory_mb
-        self.cpus = cpus
+        self.cpus = cpus or default_cpus()
+        self.kernel_stall_s = kernel_stall_s
+        self.restarts = 0                 # cold restarts after a kernel stall (at most one)
+        self._seen_size = -1
+        self._seen_at = 0.0
         self.script = script
         self.poweroff_after_check = poweroff_after_check
         self.name = name
@@ -262,16 +281,62 @@ class VM:
         for f in (self.serial_log, self.check_port, self.qemu_log):
             f.write_bytes(b"")
         self.qmp_socket.unlink(missing_ok=True)
+        self._stack.callback(self._terminate)
+        self._stack.callback(self._close_qmp)
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
         argv = self.argv()
         (self.workdir / "qemu.argv").write_text(json.dumps(argv, indent=1))
         log = open(self.qemu_log, "wb")  # noqa: SIM115 (owned by the exit stack)
         self._stack.callback(log.close)
         self.started_at = time.monotonic()
+        self._seen_size, self._seen_at = -1, self.started_at
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self._stack.callback(self._terminate)
         self._connect_qmp()
-        return self
+
+    def _kernel_stalled(self) -> bool:
+        """The guest kernel printed, has not reached init, and the console has been silent
+        for `kernel_stall_s`."""
+        if self.kernel_stall_s is None or self.restarts or not self.running():
+            return False
+        try:
+            size = self.serial_log.stat().st_size
+        except OSError:
+            return False
+        now = time.monotonic()
+        if size != self._seen_size:
+            self._seen_size, self._seen_at = size, now
+            return False
+        if now - self._seen_at < scaled(self.kernel_stall_s):
+            return False
+        text = ANSI.sub("", self.serial_text())
+        if "Kernel panic" in text:
+            return False             # a real failure: the test sees it, a restart would hide it
+        return bool(KERNEL_LINE.search(text)) and not any(m in text for m in INIT_LINES)
+
+    def _restart_if_kernel_stalled(self) -> bool:
+        """Restart qemu cold after a kernel stall; True when it did (waits start over)."""
+        if not self._kernel_stalled():
+            return False
+        assert self.proc is not None
+        stalled_for = time.monotonic() - self._seen_at
+        print(f"vmharness: {self.name}: the guest kernel stalled before init (console silent "
+              f"{stalled_for:.0f} s after: {self.serial_tail(1)!r}); killing qemu and booting "
+              "again cold (kept in serial.stalled.log)", file=sys.stderr)
+        self._close_qmp()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        shutil.copyfile(self.serial_log, self.workdir / "serial.stalled.log")
+        for f in (self.serial_log, self.check_port):
+            f.write_bytes(b"")
+        self.qmp_socket.unlink(missing_ok=True)
+        self.restarts += 1
+        self._launch()
+        return True
 
     def _connect_qmp(self) -> None:
         from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -294,7 +359,6 @@ class VM:
         else:
             raise VMError(f"{self.name}: cannot connect to qemu's QMP socket")
         self._qmp = qmp
-        self._stack.callback(self._close_qmp)
 
     def _close_qmp(self) -> None:
         if self._qmp is not None:
@@ -421,6 +485,8 @@ class VM:
             if m:
                 return m
             self._raise_if_exited(awaited)
+            if self._restart_if_kernel_stalled():
+                deadline = time.monotonic() + scaled(timeout)
             if time.monotonic() > deadline:
                 raise VMTimeout(f"{self.name}: timed out after {scaled(timeout):.0f} s waiting "
                                 f"for {awaited}" + self._tail_block())
@@ -450,7 +516,9 @@ class VM:
         while True:
             report = self._find_report()
             if report is not None:
-                report.setdefault("harness", {})["seconds_to_report"] = round(self.elapsed, 1)
+                harness = report.setdefault("harness", {})
+                harness["seconds_to_report"] = round(self.elapsed, 1)
+                harness["restarts_after_kernel_stall"] = self.restarts
                 return report
             if self.proc is not None and self.proc.poll() is not None:
                 time.sleep(0.2)          # the last bytes may land just after exit
@@ -458,6 +526,8 @@ class VM:
                 if report is not None:
                     return report
             self._raise_if_exited(awaited)
+            if self._restart_if_kernel_stalled():
+                deadline = time.monotonic() + scaled(timeout)
             if time.monotonic() > deadline:
                 raise VMTimeout(f"{self.name}: timed out after {scaled(timeout):.0f} s waiting "
                                 f"for {awaited}" + self._tail_block())
