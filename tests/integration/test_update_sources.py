@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,26 @@ def _top_digest(layout: Path, tag: str) -> str:
     return str(manifest["layers"][-1]["digest"])
 
 
+def _wait_for_blobs(registry: Registry, layout: Path, tags: tuple[str, ...],
+                    timeout: float = 60) -> None:
+    index = json.loads((layout / "index.json").read_text())
+    want: dict[str, int] = {}
+    for m in index["manifests"]:
+        if m["annotations"]["org.opencontainers.image.ref.name"] in tags:
+            manifest = json.loads(
+                (layout / "blobs/sha256" / m["digest"].split(":")[1]).read_text())
+            for d in [manifest["config"], *manifest["layers"]]:
+                want[d["digest"]] = d["size"]
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [d for d, size in want.items() if not registry.blob_file(d).exists()
+                   or registry.blob_file(d).stat().st_size != size]
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"the mirror never stored {missing}"
+        time.sleep(0.2)
+
+
 def test_mirror_insecure_entries_and_pull_secret(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("docker-registry", "skopeo", "ostree", "htpasswd")
@@ -88,6 +109,9 @@ def test_mirror_insecure_entries_and_pull_secret(tmp_path: Path,
                 subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
                                 f"docker://{mirror.host}/{REPO}:{tag}",
                                 f"oci:{tmp_path / 'warm'}:{tag}"], check=True)
+            # The proxy stores a blob while it streams it: wait for the whole blobs to be in
+            # its storage before the origin goes (else it asks the origin and answers 500).
+            _wait_for_blobs(mirror, layout, ("v2", "v3"))
             origin.stop()
             target = f"docker://{origin.host}/{REPO}:latest"
 
