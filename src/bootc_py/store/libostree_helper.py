@@ -14,6 +14,7 @@ bootc_py and prints one JSON document on stdout.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -77,6 +78,10 @@ def _find(sysroot: Any, key: str) -> Any:
 
 def main(argv: list[str]) -> int:
     verb, path, args = argv[0], argv[1], argv[2:]
+    # libostree prints progress to stdout ("Bootloader updated; ..."): send fd 1 to stderr
+    # and keep the real stdout for the one JSON answer.
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     sysroot = _load(path)
     if verb == "write-order":
         # A staged deployment left out of the list is dropped by libostree
@@ -89,7 +94,9 @@ def main(argv: list[str]) -> int:
         sysroot = _load(path)
     elif verb != "list":
         raise SystemExit(f"unknown verb {verb}")
-    json.dump(_describe(sysroot), sys.stdout)
+    json.dump(_describe(sysroot), answer)
+    answer.write("\n")
+    answer.close()
     return 0
 
 

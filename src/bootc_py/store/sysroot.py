@@ -208,7 +208,14 @@ class Sysroot:
                                  "install python3-gi and gir1.2-ostree-1.0") from exc
             raise StoreError(f"libostree {args[0]} on {self.root} failed: "
                              f"{exc.stderr.strip().splitlines()[-1:] or ['?']}") from exc
-        data: dict[str, Any] = json.loads(res.stdout)
+        # libostree itself prints to stdout now and then ("Bootloader updated; bootconfig
+        # swap: yes; ..." from set_default under systemd-boot): the answer is the last
+        # JSON line the helper wrote.
+        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            raise StoreError(f"libostree {args[0]} on {self.root} gave no answer: "
+                             f"{res.stdout.strip()[-200:]!r}")
+        data: dict[str, Any] = json.loads(lines[-1])
         return data
 
     def _from_listing(self, data: dict[str, Any]) -> tuple[Deployment, ...]:
