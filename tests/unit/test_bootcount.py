@@ -189,3 +189,4 @@ def test_last_systemd_boot_try_is_still_counted_and_the_next_boot_fell_back(
     assert esp_boot_state(esp, new) == BootState(counted=True, fell_back=False)
     # The boot after it is the previous deployment's: a fallback.
     assert esp_boot_state(esp, old) == BootState(counted=False, fell_back=True)
+

@@ -34,6 +34,7 @@ from bootc_py.run import run
 
 if TYPE_CHECKING:
     from bootc_py.bootloader.bootcount import EntryStore
+    from bootc_py.bootloader.setup import BootloaderSetup
     from bootc_py.update.upgrade import UpgradeResult
 
 log = logging.getLogger(__name__)
@@ -313,18 +314,32 @@ class BootState:
     fell_back: bool  # the tries ran out and the bootloader started the previous entry
 
 
-def boot_state(boot: Path, booted_ostree: str) -> BootState:
+EFI = Path("/sys/firmware/efi")
+
+
+def started_by(setup: BootloaderSetup, efi: bool) -> str | None:
+    """Pure: which of the installed bootloaders started this boot. A hybrid disk (GRUB for
+    BIOS, systemd-boot on the ESP) has both armed: under UEFI only systemd-boot's counter
+    means anything, under BIOS only GRUB's."""
+    if efi:
+        return "systemd-boot" if setup.systemd_boot else "grub" if setup.grub_efi else None
+    return "grub" if setup.grub_bios else None
+
+
+def boot_state(boot: Path, booted_ostree: str, *, efi: bool | None = None,
+               esp: EntryStore | None = None) -> BootState:
     from bootc_py.bootloader import bootcount
     from bootc_py.bootloader.setup import esp_writer, load_setup
 
     setup = load_setup(boot)
     if setup is None:
         return BootState(False, False)
-    if setup.grub_bios or setup.grub_efi:
+    loader = started_by(setup, EFI.exists() if efi is None else efi)
+    if loader == "grub":
         counter = bootcount.read_grubenv(boot).get("boot_counter")
         return BootState(counter is not None and counter != "-1", counter == "-1")
-    if setup.systemd_boot:
-        return esp_boot_state(esp_writer(setup), booted_ostree)
+    if loader == "systemd-boot":
+        return esp_boot_state(esp or esp_writer(setup), booted_ostree)
     return BootState(False, False)
 
 
@@ -339,8 +354,9 @@ def esp_boot_state(esp: EntryStore, booted_ostree: str) -> BootState:
     return BootState(counted is not None, bootcount.has_bad_entry(esp) and counted is None)
 
 
-def bless(boot: Path, booted_ostree: str) -> str:
-    """Mark this boot good in the bootloader (greenboot-grub2-set-success /
+def bless(boot: Path, booted_ostree: str, *, efi: bool | None = None,
+          esp: EntryStore | None = None) -> str:
+    """Mark this boot good in the bootloader that started it (greenboot-grub2-set-success /
     systemd-bless-boot); returns what was done."""
     from bootc_py.bootloader import bootcount
     from bootc_py.bootloader.setup import esp_writer, load_setup
@@ -348,14 +364,21 @@ def bless(boot: Path, booted_ostree: str) -> str:
     setup = load_setup(boot)
     if setup is None:
         return "no bootc-py bootloader record: nothing to mark"
-    if setup.grub_bios or setup.grub_efi:
-        if "boot_counter" not in bootcount.read_grubenv(boot):
+    loader = started_by(setup, EFI.exists() if efi is None else efi)
+    counted_in_grub = (setup.grub_bios or setup.grub_efi) and \
+        "boot_counter" in bootcount.read_grubenv(boot)
+    if loader == "systemd-boot":
+        name = bootcount.bless_esp(esp or esp_writer(setup), booted_ostree)
+        if counted_in_grub:   # the BIOS half of a hybrid disk must not count it down later
+            bootcount.bless_grub(boot)
+        return f"ESP entry renamed {name}" if name else "ESP entry was not counted"
+    if loader == "grub":
+        if not counted_in_grub:
             return "grubenv: not a counted boot, nothing to mark"
         bootcount.bless_grub(boot)
+        if setup.systemd_boot:   # and the UEFI half: its entry must not count down later
+            bootcount.bless_esp(esp or esp_writer(setup), booted_ostree)
         return "grubenv: boot_success=1, boot_counter unset"
-    if setup.systemd_boot:
-        name = bootcount.bless_esp(esp_writer(setup), booted_ostree)
-        return f"ESP entry renamed {name}" if name else "ESP entry was not counted"
     return "nothing to mark"
 
 
