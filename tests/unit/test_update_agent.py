@@ -228,7 +228,11 @@ def test_retry_timer_unloads_after_it_fired(monkeypatch: pytest.MonkeyPatch) -> 
         return SimpleNamespace(returncode=0, stderr="")
     monkeypatch.setattr(agent, "run", fake_run)
     agent.systemd_retry(timedelta(seconds=7.9))
-    argv = calls[0]
-    assert argv[:3] == ["systemd-run", f"--unit={agent.RETRY_UNIT}", "--on-active=7s"]
+    agent.systemd_retry(timedelta(seconds=7.9))
+    assert calls[0] == ["systemctl", "stop", f"{agent.RETRY_UNIT}-*.timer"]
+    argv = calls[1]
+    assert argv[0] == "systemd-run" and argv[2] == "--on-active=7s"
+    assert argv[1].startswith(f"--unit={agent.RETRY_UNIT}-")
+    assert calls[3][1] != argv[1]            # every retry its own name
     assert "--timer-property=RemainAfterElapse=no" in argv
     assert argv[-4:] == ["systemctl", "start", "--no-block", agent.SERVICE]

@@ -20,6 +20,7 @@ the agent's next run.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -209,9 +210,13 @@ def systemd_retry(after: timedelta) -> None:
     """Run the update service again after `after` (a transient timer), not only at the next
     tick of the 8-hour timer: a strategy that said "not now" named when to ask again."""
     seconds = max(1, int(after.total_seconds()))
-    # RemainAfterElapse=no: the elapsed timer unloads, so the name is free for the next retry
-    # (with the default, every later systemd-run of the same name fails for the whole boot).
-    res = run(["systemd-run", f"--unit={RETRY_UNIT}", f"--on-active={seconds}s",
+    # One name per retry: a fired transient timer can stay loaded for a while (seen in a
+    # guest: "Unit ...-retry.timer was already loaded" on the second retry of a boot, even
+    # with RemainAfterElapse=no), so reusing one name dropped every later retry. A retry
+    # still pending is stopped first: the newest plan is the one that counts.
+    run(["systemctl", "stop", f"{RETRY_UNIT}-*.timer"], check=False, capture=True)
+    unit = f"{RETRY_UNIT}-{time.time_ns() // 1000}"
+    res = run(["systemd-run", f"--unit={unit}", f"--on-active={seconds}s",
                "--timer-property=AccuracySec=1s", "--timer-property=RemainAfterElapse=no",
                "--collect",
                "systemctl", "start", "--no-block", SERVICE], check=False, capture=True)
