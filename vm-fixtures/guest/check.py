@@ -109,7 +109,9 @@ def mount_facts(path: str) -> dict[str, Any]:
     rc, out, err = sh(["findmnt", "-J", "-T", path, "-o", "TARGET,SOURCE,FSTYPE,OPTIONS"])
     facts: dict[str, Any] = {"exists": True}
     if rc == 0:
-        fs = json.loads(out)["filesystems"][0]
+        # Stacked mounts (usr-overlay over the read-only /usr bind) are listed bottom first:
+        # what the path shows is the top one.
+        fs = json.loads(out)["filesystems"][-1]
         options = fs.get("options") or ""
         facts.update(mountpoint=fs.get("target"), source=fs.get("source"),
                      fstype=fs.get("fstype"), options=options,
