@@ -6,7 +6,7 @@ iteration run is `pytest -m "not root and not vm"`; CI runs everything. A missin
 failure, never a skip: use `require_tool()`.
 
 Under pytest-xdist (`-n 2`, the default in pyproject.toml; `-n 0` runs in one process) the
-unit and integration tests stay together on one worker (xdist_group "host", in their usual
+unit and integration tests stay together on one worker (one work unit, in their usual
 order), the VM tests spread over both, longest first, and every guest gets one vCPU so two
 guests share the two cores instead of four vCPUs fighting over them.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,19 @@ def xdist_workers(config: pytest.Config) -> bool:
         bool(getattr(config.option, "numprocesses", None))
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The unit and integration tests are one work unit (one worker, in file order: some
+    modules chain their tests on one disk); each VM test is a unit of its own. (xdist's
+    loadgroup marks do not take with pytest 9: its nodeid rewrite no longer sticks.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class HostTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if nodeid.startswith("tests/vm/") else "host"
+
+    return HostTestsTogether(config, log)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault("BOOTC_PY_VM_CPUS", "1")
@@ -83,9 +97,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=unproven)
             items[:] = [item for item in items if not item.get_closest_marker("unproven")]
     if xdist_workers(config):
-        for item in items:
-            if not item.get_closest_marker("vm"):
-                item.add_marker(pytest.mark.xdist_group("host"))
         # sorted() is stable and the same in every worker (xdist checks they agree).
         host = [item for item in items if not item.get_closest_marker("vm")]
         vm = sorted((item for item in items if item.get_closest_marker("vm")),
