@@ -260,3 +260,30 @@ def test_esp_round_trip(work: Path, on: str) -> None:
             esp.remove("/loader")
         with pytest.raises(DiskError, match="not a file"):
             esp.copy(work / "missing", "/x")
+
+
+def test_unwinding_thaws_a_frozen_filesystem_so_its_loop_device_goes(work: Path) -> None:
+    """A signal at deploy can kill ostree while it holds /boot frozen. umount of a frozen
+    filesystem succeeds but leaves its superblock frozen and alive: the loop device stayed
+    attached for good (seen in CI). Unwinding thaws the mounts first."""
+    require_tool("fsfreeze")
+    disk = work / "boot.img"
+    create_sparse(disk, 64 * MiB)
+    run(["mkfs.ext4", "-q", str(disk)])
+    loop_path = None
+    try:
+        with pytest.raises(Boom), LoopDevice(disk) as loop, \
+                Mounts() as mounts:
+            loop_path = loop.path
+            target = mounts.mount(loop.path, work / "boot", fstype="ext4")
+            run(["fsfreeze", "--freeze", str(target)])      # as a killed ostree leaves it
+            raise Boom
+        assert loop_path is not None and gone(loop_path)
+        assert loops_of(disk) == []
+    finally:
+        for stuck in loops_of(disk):    # without the fix: thaw it through a new mount
+            (work / "rescue").mkdir(exist_ok=True)
+            run(["mount", str(stuck), str(work / "rescue")], check=False)
+            run(["fsfreeze", "--unfreeze", str(work / "rescue")], check=False)
+            run(["umount", str(work / "rescue")], check=False)
+            run(["losetup", "--detach", str(stuck)], check=False)

@@ -90,9 +90,9 @@ def test_signal_unwinds_everything_and_a_rerun_succeeds(
     assert "Traceback" not in err, err
     assert not disk.exists(), "the partial image file was left behind"
     assert _targets(tmp) == [], "a temporary target directory was left behind"
-    assert str(tmp) not in Path("/proc/self/mountinfo").read_text()
+    assert str(tmp) not in Path("/proc/self/mountinfo").read_text(), err
     assert str(tmp_path) not in subprocess.run(["losetup", "--list"], capture_output=True,
-                                               text=True, check=True).stdout
+                                               text=True, check=True).stdout, err
     assert not [k for k in kids if _alive(k)], "a child process outlived the install"
 
     res = run_cli(*cmd[1:])

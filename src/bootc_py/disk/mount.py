@@ -16,7 +16,7 @@ from bootc_py.run import run
 
 log = logging.getLogger(__name__)
 
-UMOUNT_TRIES = 5
+UMOUNT_TRIES = 8  # 0.1 s doubling: ~25 s for a process to leave the tree
 
 
 def is_mountpoint(path: Path) -> bool:
@@ -54,6 +54,14 @@ class Mount:
         log.debug("mounted %s on %s", self.source, self.target)
         return self.target
 
+    def thaw(self) -> None:
+        """Unfreeze the filesystem if a program stopped mid-way left it frozen (ostree freezes
+        /boot to sync it; a signal at deploy can kill it then). umount of a frozen filesystem
+        succeeds, but its superblock stays frozen and alive and pins the loop device for
+        good. EINVAL (not frozen) and EOPNOTSUPP are ignored."""
+        if self.mounted:
+            run(["fsfreeze", "--unfreeze", str(self.target)], check=False, capture=True)
+
     def unmount(self) -> None:
         if not self.mounted:
             return
@@ -79,6 +87,8 @@ class Mount:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
+            if exc is not None:     # unwinding from a failure or a signal: maybe frozen
+                self.thaw()
             self.unmount()
         except BootcPyError:
             if exc is None:
@@ -122,6 +132,8 @@ class Mounts:
             self.close()
             return
         try:
+            for m in reversed(self._mounts):   # unwinding: a killed program may have frozen one
+                m.thaw()
             self.close()
         except BootcPyError:
             log.error("while cleaning up mounts", exc_info=True)
