@@ -57,6 +57,8 @@ BOOTED_HOST_ONLY = {
 RUN_ELSEWHERE = {
     "bootc-py install finalize /mnt/target":
         "tests/integration/test_install_existing_root.py (alongside test, and the refusal)",
+    "bootc-py install bootloader --generic-image /mnt/target":
+        "tests/integration/test_install_bootloader_none.py (after a --bootloader none install)",
     "bootc-py build --type qcow2 --kickstart ks.cfg docker://registry/os:1":
         "tests/integration/test_kickstart_install.py::"
         "test_build_with_a_kickstart_shapes_the_disk_image",

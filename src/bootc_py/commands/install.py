@@ -228,6 +228,35 @@ def to_existing_root(
                   " (the old files stay under /sysroot)"))
 
 
+@app.command("bootloader")
+def install_bootloader(
+    root_path: Path = typer.Argument(
+        ..., help="The mounted root of a finished install (its /boot mounted inside)."),
+    bootloader: str = typer.Option("grub", "--bootloader", metavar="grub|systemd",
+                                   help="The bootloader to install."),
+    generic_image: bool = GENERIC,
+    dry_run: bool = DRY_RUN,
+) -> None:
+    """Install the bootloaders into an install that has none (made with `--bootloader none`)
+    or repair them: GRUB for BIOS when the disk has a BIOS boot partition, GRUB or
+    systemd-boot on the ESP; the configuration comes from the install's BLS entries.
+
+    Example: `bootc-py install to-disk --via-loopback --bootloader none ... disk.raw`, then
+    mount the disk's root at /mnt and its /boot at /mnt/boot and run
+    `bootc-py install bootloader --generic-image /mnt`."""
+    from bootc_py.installer import add_bootloader
+    from bootc_py.installer.prepare import EFI_FIRMWARE
+
+    plan = add_bootloader.plan_bootloader(root_path, bootloader, generic=generic_image,
+                                          efi_firmware=EFI_FIRMWARE.is_dir())
+    if dry_run:
+        typer.echo(plan.render(), nl=False)
+        return
+    add_bootloader.apply(plan)
+    typer.echo(f"Installed {', '.join(plan.names)} into {plan.root}"
+               + (f" (replacing {', '.join(plan.replaces)})" if plan.replaces else ""))
+
+
 @app.command("finalize")
 def finalize(
     root_path: Path = typer.Argument(..., help="The mounted root of a finished install."),

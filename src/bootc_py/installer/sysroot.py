@@ -82,3 +82,13 @@ def write_aleph(root: Path, *, image: str, target: str, digest: str, kernel: str
     path.write_text(json.dumps(data, indent=2) + "\n")
     path.chmod(0o444)
     return path
+
+
+def record_bootloaders(root: Path, names: Sequence[str]) -> None:
+    """Update the install record's bootloaders (after `install bootloader`)."""
+    path = root / ALEPH
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data["bootloaders"] = list(names)
+    path.unlink(missing_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.chmod(0o444)

@@ -38,7 +38,7 @@ class MountedFs:
     fstype: str
 
 
-def _mount_of(path: Path) -> MountedFs | None:
+def mount_of(path: Path) -> MountedFs | None:
     """The filesystem mounted exactly at `path`, or None if it is not a mount point."""
     res = run(["findmnt", "--json", "--output", "SOURCE,UUID,FSTYPE,TARGET", "--mountpoint",
                str(path)], check=False, capture=True)
@@ -49,7 +49,7 @@ def _mount_of(path: Path) -> MountedFs | None:
     return MountedFs(source=fs["source"], uuid=uuid, fstype=fs["fstype"])
 
 
-def _disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
+def disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
     """(whole disk, {partition type GUID: partition device}) for the disk under `device`."""
     res = run(["lsblk", "--json", "--paths", "--inverse", "--output", "NAME,TYPE",
                device], check=False, capture=True)
@@ -72,6 +72,21 @@ def _disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
     return disk, found
 
 
+def fit_to_disk(wanted: BootloaderChoice, disk: str | None, parts: dict[str, str],
+                root_mount: Path) -> BootloaderChoice:
+    """The wanted bootloaders the disk can carry (GRUB for BIOS needs a BIOS boot partition,
+    UEFI ones an ESP); each one dropped is logged as a warning."""
+    esp = parts.get(PartType.ESP)
+    choice = BootloaderChoice(
+        grub_bios=wanted.grub_bios and disk is not None and PartType.BIOS_BOOT in parts,
+        grub_efi=wanted.grub_efi and esp is not None,
+        systemd_boot=wanted.systemd_boot and esp is not None)
+    for name in sorted(set(wanted.names) - set(choice.names)):
+        log.warning("skipping %s: the disk under %s has no %s", name, root_mount,
+                    "BIOS boot partition" if name == "grub-bios" else "EFI system partition")
+    return choice
+
+
 @dataclass(frozen=True)
 class ResolvedTarget:
     """The image resolved and the mounted target described: nothing written yet."""
@@ -84,22 +99,15 @@ class ResolvedTarget:
 def resolve_target(root_mount: Path, opts: InstallOptions) -> ResolvedTarget:
     """Pull and check the image, find the filesystems under `root_mount` and the bootloaders
     its disk can carry. Reads only; shared by to-filesystem and to-existing-root."""
-    root_fs = _mount_of(root_mount)
+    root_fs = mount_of(root_mount)
     if root_fs is None:
         raise UsageError(f"{root_mount} is not a mount point",
                          "mount the target root filesystem there first")
-    boot_fs = _mount_of(root_mount / "boot")
+    boot_fs = mount_of(root_mount / "boot")
     prepared = prepare(replace(opts, filesystem=root_fs.fstype))
-    disk, parts = _disk_partitions(root_fs.source)
+    disk, parts = disk_partitions(root_fs.source)
     esp = parts.get(PartType.ESP)
-    wanted = prepared.plan.bootloaders
-    choice = BootloaderChoice(
-        grub_bios=wanted.grub_bios and disk is not None and PartType.BIOS_BOOT in parts,
-        grub_efi=wanted.grub_efi and esp is not None,
-        systemd_boot=wanted.systemd_boot and esp is not None)
-    for name in set(wanted.names) - set(choice.names):
-        log.warning("skipping %s: the disk under %s has no %s", name, root_mount,
-                    "BIOS boot partition" if name == "grub-bios" else "EFI system partition")
+    choice = fit_to_disk(prepared.plan.bootloaders, disk, parts, root_mount)
     if choice.systemd_boot and boot_fs is None:
         raise UsageError("systemd-boot needs /boot on its own filesystem",
                          f"mount one at {root_mount / 'boot'} or use --bootloader grub")
@@ -121,13 +129,16 @@ def resolve_target(root_mount: Path, opts: InstallOptions) -> ResolvedTarget:
 def install_to_filesystem(root_mount: Path, opts: InstallOptions, *,
                           dry_run: bool = False) -> FsInstall:
     root_mount = root_mount.resolve()
-    if _mount_of(root_mount) is None:
+    if mount_of(root_mount) is None:
         raise UsageError(f"{root_mount} is not a mount point",
                          "mount the target root filesystem there first")
     stray = sorted(p.name for p in root_mount.iterdir() if p.name not in ALLOWED_IN_ROOT)
     if stray:
-        raise UsageError(f"{root_mount} is not empty (found {', '.join(stray[:5])})",
-                         "install into an empty filesystem")
+        hint = "install into an empty filesystem"
+        if (root_mount / "ostree/repo").is_dir():
+            hint = (f"it holds an install already; to add bootloaders to it run "
+                    f"'bootc-py install bootloader {root_mount}'")
+        raise UsageError(f"{root_mount} is not empty (found {', '.join(stray[:5])})", hint)
     resolved = resolve_target(root_mount, opts)
     plan, target = resolved.plan, resolved.target
     if dry_run:
