@@ -146,14 +146,32 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path, opts: Install
             raw.unlink(missing_ok=True)
             if raw_dir.is_dir() and not any(raw_dir.iterdir()):
                 raw_dir.rmdir()
-    manifest = {
-        "image": plan.source, "digest": plan.manifest_digest,
-        "target-imgref": plan.target, "rootfs": plan.filesystem,
-        "bootloaders": list(plan.bootloaders.names),
-        "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "bootc-py": __version__,
-        "artifacts": [asdict(a) for a in artifacts],
-    }
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_manifest(output, plan, artifacts)
     if not artifacts:
         raise ArtifactError("no artifacts were built")
     return BuildResult(output, tuple(artifacts))
+
+
+def _write_manifest(output: Path, plan: InstallPlan, artifacts: Sequence[Artifact],
+                    disk: bool = True) -> None:
+    manifest: dict[str, object] = {
+        "image": plan.source, "digest": plan.manifest_digest, "target-imgref": plan.target}
+    if disk:
+        manifest.update({"rootfs": plan.filesystem,
+                         "bootloaders": list(plan.bootloaders.names)})
+    manifest.update({
+        "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "bootc-py": __version__,
+        "artifacts": [asdict(a) for a in artifacts]})
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def write_manifest(output: Path, plan: InstallPlan,
+                   files: Sequence[tuple[str, Path]]) -> list[Artifact]:
+    """manifest.json for artifacts that are not disk images (the ISO): each one's sha256."""
+    artifacts = []
+    for kind, path in files:
+        with steplog.step(f"checksum-{kind}", f"Checksumming {path.name}"):
+            artifacts.append(Artifact(kind, str(path.relative_to(output)),
+                                      path.stat().st_size, _sha256(path)))
+    _write_manifest(output, plan, artifacts, disk=False)
+    return artifacts

@@ -23,7 +23,8 @@ def build(
     imgref: str = typer.Argument(..., help="The bootable image (docker://, oci:, ...)."),
     types: list[str] = typer.Option(None, "--type", metavar="TYPE",
                                     help="raw, qcow2, vmdk or vhd; repeat or comma-separate "
-                                    "for several (default qcow2)."),
+                                    "for several (default qcow2). Or iso (alias anaconda-iso, "
+                                    "bootc-installer): an installer ISO, on its own."),
     output: Path = typer.Option(Path("output"), "--output", "-o",
                                 help="Output directory (image/, qcow2/, vmdk/, vpc/, "
                                 "manifest.json)."),
@@ -40,17 +41,40 @@ def build(
     kickstart: str = typer.Option(None, "--kickstart", metavar="KS",
                                   help="Install the way this Anaconda kickstart says (layout, "
                                   "users, keys, kargs, %post); a path or an http(s)/tftp URL."),
+    no_payload: bool = typer.Option(False, "--no-payload",
+                                    help="iso: leave the image out; the install pulls it from "
+                                    "its registry (--target-imgref, else IMGREF)."),
     cache_dir: Path = CACHE_DIR,
     tls_verify: str = TLS_VERIFY,
     authfile: Path = AUTHFILE,
 ) -> None:
-    """Build disk images (raw, qcow2, vmdk, vhd) from a bootable container image.
+    """Build disk images (raw, qcow2, vmdk, vhd) or an installer ISO from a bootable
+    container image.
 
     Example: bootc-py build --type qcow2 --output out docker://registry/os:1
+
+    The ISO (bootiso/install.iso) boots under BIOS and UEFI, as a CD or written to a USB
+    stick; its live system is the image itself and it installs unattended with the kickstart
+    given by inst.ks=, else --kickstart, else the default (the only empty disk, LVM, reboot).
     """
     from bootc_py.artifacts.disk_image import build_disk_images, parse_types
     from bootc_py.commands.install import _options
 
+    names = [n.strip() for t in (types or []) for n in t.split(",") if n.strip()]
+    if any(n in ISO_TYPES for n in names):
+        if any(n not in ISO_TYPES for n in names):
+            raise UsageError("an installer ISO and disk images cannot be built in one run",
+                             "run build once for the ISO and once for the disk types")
+        if rootfs or disk_size or root_ssh_authorized_keys or bootloader != "grub":
+            raise UsageError("--rootfs, --disk-size, --root-ssh-authorized-keys and "
+                             "--bootloader are for disk types",
+                             "for an ISO, say it in the kickstart (--kickstart)")
+        _build_iso(imgref, output, kickstart=kickstart, target_imgref=target_imgref,
+                   kargs=tuple(karg or ()), payload=not no_payload, cache_dir=cache_dir,
+                   tls_verify=tls_verify, authfile=authfile)
+        return
+    if no_payload:
+        raise UsageError("--no-payload is for --type iso")
     formats = parse_types(types or [])
     opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
                     filesystem=rootfs, root_size=None, bootloader=bootloader,
@@ -74,3 +98,40 @@ def build(
     for artifact in result.artifacts:
         typer.echo(f"{artifact.type}: {output / artifact.path} ({artifact.size} bytes, "
                    f"sha256 {artifact.sha256})")
+
+
+ISO_TYPES = ("iso", "anaconda-iso", "bootc-installer")
+
+
+def _build_iso(imgref: str, output: Path, *, kickstart: str | None, target_imgref: str | None,
+               kargs: tuple[str, ...], payload: bool, cache_dir: Path | None,
+               tls_verify: str | None, authfile: Path | None) -> None:
+    from bootc_py.artifacts.disk_image import write_manifest
+    from bootc_py.artifacts.iso import IsoOptions, build_iso
+    from bootc_py.commands.install import _options
+    from bootc_py.installer.prepare import prepare
+
+    ks_text = None
+    if kickstart:
+        from bootc_py.commands.kickstart import _translate
+        from bootc_py.kickstart import source
+        from bootc_py.kickstart.translate import KickstartError
+
+        try:  # checked now, against this image, so a bad kickstart never reaches a machine
+            _translate(kickstart, None, False, cache_dir=cache_dir, tls_verify=tls_verify,
+                       authfile=authfile, source_imgref=imgref, target_imgref=target_imgref)
+        except KickstartError as exc:
+            from bootc_py.commands.kickstart import _report
+
+            _report(exc)
+            raise typer.Exit(1) from None
+        ks_text = source.load(kickstart).text
+    opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
+                    filesystem=None, root_size=None, bootloader="grub", generic_image=True,
+                    karg=list(kargs), keys=None, wipe=True, disk_size=None,
+                    cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
+    prepared = prepare(opts)
+    iso = build_iso(prepared.image, output, IsoOptions(
+        payload=payload, kickstart=ks_text, target_imgref=prepared.plan.target, kargs=kargs))
+    artifact = write_manifest(output, prepared.plan, [("iso", iso)])[0]
+    typer.echo(f"iso: {iso} ({artifact.size} bytes, sha256 {artifact.sha256})")

@@ -257,6 +257,35 @@ def install_bootloader(
                + (f" (replacing {', '.join(plan.replaces)})" if plan.replaces else ""))
 
 
+@app.command("live")
+def install_live_cmd(
+    no_finish: bool = typer.Option(False, "--no-finish",
+                                   help="Do not reboot or power off afterwards, whatever the "
+                                   "kickstart says."),
+) -> None:
+    """The installer of a bootc-py installer ISO or PXE bundle, run in its live system
+    (bootc-py-live-install.service): the kickstart from inst.ks=, else the one built in, else
+    bootc-image-builder's default (the only empty disk, LVM, reboot); the image from the
+    medium (or the registry for a --no-payload medium). The boot medium is never a target."""
+    from bootc_py.commands.kickstart import _report
+    from bootc_py.installer import live
+    from bootc_py.kickstart.translate import KickstartError
+
+    typer.echo("bootc-py live installer: starting", err=True)
+    try:
+        done = live.install_live()
+    except KickstartError as exc:
+        _report(exc)
+        typer.echo("bootc-py live installer: the kickstart has problems; nothing was written. "
+                   "The live system stays up.", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"bootc-py live installer: installed onto {done.disk}", err=True)
+    typer.echo(done.summary)
+    if done.finish and not no_finish:
+        typer.echo(f"bootc-py live installer: {done.finish}", err=True)
+        live.finish(done.finish)
+
+
 @app.command("finalize")
 def finalize(
     root_path: Path = typer.Argument(..., help="The mounted root of a finished install."),

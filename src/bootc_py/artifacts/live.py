@@ -1,0 +1,131 @@
+"""The live system of an installer ISO or PXE bundle, made from the image itself.
+
+Its kernel is the image's; its initramfs is built at build time by the image's own dracut (in
+a chroot of the unpacked image) with dmsquash-live, so the image must carry dracut-live; its
+root is the image's rootfs as a squashfs, mounted read-only under a RAM overlay at boot
+(`root=live:CDLABEL=... rd.live.image rd.live.overlay.overlayfs=1`). The installer is the
+image's own bootc-py, started by bootc-py-live-install.service when the kernel command line
+says `bootc-py.live-install`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootc_py import log as steplog
+from bootc_py.disk.mount import Mount
+from bootc_py.errors import ArtifactError
+from bootc_py.image.flatten import unpack
+from bootc_py.image.source import Image
+from bootc_py.run import run
+
+log = logging.getLogger(__name__)
+
+DMSQUASH_LIVE = "usr/lib/dracut/modules.d/90dmsquash-live"
+LIVE_UNIT = "bootc-py-live-install.service"
+UNIT_SOURCE = Path(__file__).resolve().parents[1] / "data" / "systemd" / LIVE_UNIT
+# What a live medium needs from the initramfs: the media (CD, USB, virtio, NVMe, SATA), the
+# filesystems (iso9660 is `isofs`), squashfs and the overlay. Missing ones are skipped by dracut.
+LIVE_DRIVERS = ("virtio_scsi virtio_blk virtio_pci sr_mod cdrom isofs squashfs overlay loop "
+                "sd_mod ahci nvme usb_storage uas xhci_pci ehci_pci")
+# dracut 059's overlayfs live root fails ("failed to resolve '/run/overlayfs'") unless these
+# exist before the root is mounted: a tiny dracut module of our own creates them.
+OWN_MODULE = "usr/lib/dracut/modules.d/95bootc-py-live"
+MODULE_SETUP = """#!/bin/bash
+# bootc-py: written into the image copy an installer medium is built from.
+check() { return 255; }
+depends() { echo dmsquash-live; }
+install() { inst_hook pre-mount 01 "$moddir/bootc-py-overlay-dirs.sh"; }
+"""
+OVERLAY_DIRS_HOOK = "#!/bin/sh\nmkdir -p /run/overlayfs /run/ovlwork\n"
+INITRD_IN_CHROOT = "tmp/bootc-py-live-initrd.img"
+
+
+@dataclass(frozen=True)
+class LiveSystem:
+    rootfs: Path      # the unpacked image (with the live unit), where GRUB's modules are read
+    kernel: Path
+    initrd: Path
+    kver: str
+
+
+def _kernel(rootfs: Path, ref: str) -> tuple[str, Path]:
+    kernels = sorted((rootfs / "usr/lib/modules").glob("*/vmlinuz"))
+    if len(kernels) != 1:
+        raise ArtifactError(f"{ref} has {len(kernels)} kernels under /usr/lib/modules",
+                            "a bootable image carries exactly one")
+    return kernels[0].parent.name, kernels[0]
+
+
+def check_image(rootfs: Path, ref: str) -> None:
+    """What the live system needs from the image, each missing piece a one-line refusal."""
+    if not (rootfs / DMSQUASH_LIVE).is_dir():
+        raise ArtifactError(f"{ref} has no dracut-live (/{DMSQUASH_LIVE}): its initramfs "
+                            "cannot boot a live medium",
+                            "add the dracut-live package to the image")
+    if not (rootfs / "usr/bin/bootc-py").exists():
+        raise ArtifactError(f"{ref} carries no bootc-py (/usr/bin/bootc-py): the live "
+                            "installer is the image's own", "install bootc-py in the image")
+    if not any((rootfs / d / "dracut").exists() for d in ("usr/bin", "usr/sbin")):
+        raise ArtifactError(f"{ref} has no dracut (/usr/bin/dracut): the live initramfs is "
+                            "built with the image's own", "add dracut to the image")
+
+
+def _add_live_unit(rootfs: Path) -> None:
+    """The image's own unit when it ships one; else this bootc-py's, enabled."""
+    unit = rootfs / "usr/lib/systemd/system" / LIVE_UNIT
+    if not unit.exists():
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(UNIT_SOURCE, unit)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / LIVE_UNIT
+    if not link.is_symlink():
+        link.symlink_to(f"/usr/lib/systemd/system/{LIVE_UNIT}")
+
+
+def _build_initrd(rootfs: Path, kver: str, out: Path) -> None:
+    module = rootfs / OWN_MODULE
+    module.mkdir(parents=True, exist_ok=True)
+    (module / "module-setup.sh").write_text(MODULE_SETUP)
+    (module / "bootc-py-overlay-dirs.sh").write_text(OVERLAY_DIRS_HOOK)
+    for f in module.iterdir():
+        f.chmod(0o755)
+    with ExitStack() as stack:
+        for fs, where in (("proc", "proc"), ("sysfs", "sys")):
+            stack.enter_context(Mount(fs, rootfs / where, fstype=fs))
+        stack.enter_context(Mount("/dev", rootfs / "dev", options=["bind"]))
+        run(["chroot", str(rootfs), "dracut", "--force", "--quiet", "--no-hostonly",
+             "--add", "dmsquash-live bootc-py-live", "--omit", "plymouth",
+             "--add-drivers", LIVE_DRIVERS, "--kver", kver, f"/{INITRD_IN_CHROOT}"],
+            timeout=1800)
+    shutil.move(rootfs / INITRD_IN_CHROOT, out)
+    shutil.rmtree(module)
+
+
+def build_live(image: Image, work: Path) -> LiveSystem:
+    """Unpack `image` under `work` and make its live kernel + initramfs; the squashfs comes
+    after (`squash`), once the caller has read what it needs from the tree."""
+    rootfs = work / "rootfs"
+    unpack(image, rootfs)
+    check_image(rootfs, str(image.ref))
+    kver, kernel = _kernel(rootfs, str(image.ref))
+    _add_live_unit(rootfs)
+    initrd = work / "initrd.img"
+    with steplog.step("live-initramfs", "Building the live initramfs (the image's dracut, "
+                      "dmsquash-live)"):
+        _build_initrd(rootfs, kver, initrd)
+    return LiveSystem(rootfs=rootfs, kernel=kernel, initrd=initrd, kver=kver)
+
+
+def squash(live: LiveSystem, out: Path) -> Path:
+    """The live root: the image's rootfs as a squashfs (zstd, 1 MiB blocks)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with steplog.step("squashfs", "Writing the live root (squashfs)"):
+        run(["mksquashfs", str(live.rootfs), str(out), "-noappend", "-quiet", "-no-progress",
+             "-comp", "zstd", "-b", "1M", "-xattrs"], timeout=3600)
+    return out

@@ -1,0 +1,224 @@
+"""`install live`: the installer in the live system of an installer ISO or PXE bundle.
+
+Started by bootc-py-live-install.service when the kernel command line says
+`bootc-py.live-install`. It reads what the medium carries (bootc-py/install.json, written by
+artifacts/iso.py), picks the kickstart as Anaconda does (`inst.ks=` first, then the one
+embedded at build time, then bootc-image-builder's default), picks the disk (the kickstart's,
+else the only empty disk; the boot medium is never a target), installs, then reboots or
+powers off as the kickstart says. A failure says which step and why and leaves the live
+system up: never a reboot loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bootc_py.disk.mount import Mount
+from bootc_py.errors import UsageError
+from bootc_py.run import output, run
+
+log = logging.getLogger(__name__)
+
+MEDIUM = Path("/run/initramfs/live")
+RECORD = "bootc-py/install.json"
+CMDLINE = Path("/proc/cmdline")
+# bootc-image-builder's default for its installer ISOs: the whole (only) disk, LVM, reboot.
+DEFAULT_KICKSTART = """\
+# bootc-py's built-in default (bootc-image-builder's): the only empty disk, LVM, reboot.
+text --non-interactive
+zerombr
+clearpart --all --initlabel --disklabel=gpt
+autopart --noswap --type=lvm
+reboot --eject
+"""
+
+
+@dataclass(frozen=True)
+class Medium:
+    root: Path              # where the medium is mounted
+    record: dict[str, Any]  # bootc-py/install.json
+    device: str | None      # the block device it is mounted from (never an install target)
+
+
+@dataclass(frozen=True)
+class KickstartSource:
+    """Where `inst.ks=` points: a URL or path bootc-py reads directly, or a file on a device
+    to mount read-only first."""
+
+    location: str
+    device: str | None = None
+
+
+def read_medium(root: Path = MEDIUM) -> Medium:
+    record = root / RECORD
+    if not record.is_file():
+        raise UsageError(f"no installer medium at {root} ({RECORD} is missing)",
+                         "install live runs in the live system of a bootc-py installer ISO "
+                         "or PXE bundle")
+    try:
+        data = json.loads(record.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{root / RECORD} is corrupt: {exc}", "rebuild the medium") from exc
+    res = run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(root)], check=False,
+              capture=True)
+    device = res.stdout.strip() or None if res.returncode == 0 else None
+    return Medium(root, data, device)
+
+
+def kickstart_source(cmdline: str, medium: Medium) -> KickstartSource | None:
+    """Anaconda's `inst.ks=` forms: http(s)://, tftp://, file:/path, cdrom:/path (the medium),
+    hd:DEVICE:/path (LABEL=, UUID= or a device name)."""
+    value = next((a.split("=", 1)[1] for a in shlex.split(cmdline)
+                  if a.startswith(("inst.ks=", "ks="))), None)
+    if value is None:
+        return None
+    if value.startswith(("http://", "https://", "tftp://")):
+        return KickstartSource(value)
+    if value.startswith("file:"):
+        return KickstartSource(value.removeprefix("file:").removeprefix("//"))
+    if value.startswith("cdrom:"):
+        return KickstartSource(str(medium.root / value.removeprefix("cdrom:").lstrip("/")))
+    if value.startswith("hd:"):
+        spec, sep, path = value.removeprefix("hd:").rpartition(":")
+        if not sep or not spec or not path.startswith("/"):
+            raise UsageError(f"inst.ks={value}: expected hd:DEVICE:/path")
+        if not spec.startswith(("LABEL=", "UUID=", "/dev/")):
+            spec = f"/dev/{spec}"
+        return KickstartSource(path, device=spec)
+    raise UsageError(f"inst.ks={value}: unsupported location",
+                     "use http(s)://, tftp://, file:/path, cdrom:/path or hd:DEVICE:/path")
+
+
+def _whole_disk(device: str) -> str | None:
+    res = run(["lsblk", "-n", "-d", "-o", "PKNAME", "--paths", device], check=False,
+              capture=True)
+    parent = res.stdout.strip() if res.returncode == 0 else ""
+    return parent or device
+
+
+def empty_disks(lsblk: dict[str, Any], exclude: set[str]) -> list[str]:
+    """Disks with nothing on them (no partition table, filesystem or children), writable and
+    not in `exclude` (the boot medium). `lsblk` is `lsblk --json --paths` output."""
+    found = []
+    for dev in lsblk.get("blockdevices", []):
+        if dev.get("type") != "disk" or dev.get("name") in exclude:
+            continue
+        if dev.get("ro") in (True, "1") or dev.get("children"):
+            continue
+        if dev.get("fstype") or dev.get("pttype"):
+            continue
+        found.append(str(dev["name"]))
+    return found
+
+
+def _list_disks() -> dict[str, Any]:
+    res = run(["lsblk", "--json", "--paths", "-o", "NAME,TYPE,RO,FSTYPE,PTTYPE,SIZE"],
+              capture=True)
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+def choose_disk(named: str | None, medium: Medium) -> str:
+    medium_disk = _whole_disk(medium.device) if medium.device else None
+    exclude = {d for d in (medium.device, medium_disk) if d}
+    if named:
+        real = str(Path(named).resolve())
+        if real in exclude or named in exclude:
+            raise UsageError(f"{named} is the installer medium itself",
+                             "name another disk in the kickstart (ignoredisk --only-use)")
+        return named
+    disks = empty_disks(_list_disks(), exclude)
+    if not disks:
+        raise UsageError("no empty disk to install to",
+                         "attach one, or name a disk in the kickstart (ignoredisk --only-use)")
+    if len(disks) > 1:
+        raise UsageError(f"several empty disks ({', '.join(disks)}): which one to erase is "
+                         "not guessed", "name one in the kickstart (ignoredisk --only-use), "
+                         "given with inst.ks=")
+    return disks[0]
+
+
+def _kickstart_text(src: KickstartSource | None, medium: Medium,
+                    stack: ExitStack) -> tuple[str, str]:
+    """(location for messages and %include, text)."""
+    from bootc_py.kickstart import source
+
+    if src is not None:
+        location = src.location
+        if src.device is not None:
+            mnt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bootc-py-ks-")))
+            device = output(["blkid", "-t", src.device, "-o", "device"]).splitlines()[0] \
+                if src.device.startswith(("LABEL=", "UUID=")) else src.device
+            stack.enter_context(Mount(device, mnt, options=["ro"]))
+            location = str(mnt / src.location.lstrip("/"))
+        return location, source.load(location).text
+    embedded = medium.record.get("kickstart")
+    if embedded:
+        path = medium.root / str(embedded)
+        return str(path), path.read_text()
+    return "built-in default", DEFAULT_KICKSTART
+
+
+def _payload(medium: Medium) -> tuple[str | None, str]:
+    """(source imgref for a kickstart without a payload, target imgref)."""
+    target = str(medium.record.get("target-imgref") or medium.record.get("image") or "")
+    payload = medium.record.get("payload")
+    if payload:
+        return f"oci:{medium.root / str(payload)}", target
+    return (target or None), target
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    disk: str
+    summary: str
+    finish: str | None
+
+
+def install_live(cmdline: str | None = None, medium_root: Path = MEDIUM) -> LiveResult:
+    from bootc_py.kickstart import apply, parse, translate
+
+    medium = read_medium(medium_root)
+    cmdline = cmdline if cmdline is not None else CMDLINE.read_text()
+    with ExitStack() as stack:
+        where, text = _kickstart_text(kickstart_source(cmdline, medium), medium, stack)
+        log.info("kickstart: %s", where)
+        doc = parse.parse(text, source=where, base_dir=str(Path(where).parent)
+                          if not where.startswith(("http", "tftp", "built-in")) else None,
+                          version=parse.DEFAULT_VERSION)
+        source_imgref, target = _payload(medium)
+        has_payload = bool(doc.payloads)
+        if not has_payload and source_imgref is None:
+            raise UsageError("this medium carries no image and the kickstart names none",
+                             "add `bootc --source-imgref IMGREF` to the kickstart")
+        opts = translate.TranslateOptions(
+            source_imgref=None if has_payload else source_imgref,
+            target_imgref=None if has_payload else target)
+        plan = translate.translate(doc, opts)
+        kargs = tuple(str(k) for k in medium.record.get("kargs") or ())
+        if kargs:
+            plan = replace(plan, options=replace(plan.options,
+                                                 kargs=(*plan.options.kargs, *kargs)))
+        disk = choose_disk(plan.target.disk, medium)
+        log.info("installing %s onto %s", plan.options.source_imgref, disk)
+        done = apply.install(plan, Path(disk), via_loopback=False)
+    for warning in (*plan.warnings, *done.warnings):
+        log.warning("%s", warning)
+    return LiveResult(disk, done.summary, plan.finish)
+
+
+def finish(action: str | None) -> None:
+    """What the kickstart asked for at the end (reboot, poweroff, halt, shutdown)."""
+    if action == "reboot":
+        run(["systemctl", "--no-block", "reboot"])
+    elif action in ("poweroff", "shutdown"):
+        run(["systemctl", "--no-block", "poweroff"])
+    elif action == "halt":
+        run(["systemctl", "--no-block", "halt"])
