@@ -54,10 +54,6 @@ def assert_booted(facts: dict[str, Any], *, fstype: str, stateroot: str = "defau
     assert status["status"]["status"]["booted"]["ostree"]["stateroot"] == stateroot
 
 
-# FAILED in its first run (2026-12-02) although the guest booted ext4 in stateroot corp
-# with usr-overlay unlocked and no failed unit; the assertion that failed is not yet
-# read. Deselected until it passes.
-@pytest.mark.unproven
 def test_ext4_root_in_its_own_stateroot_boots(installed_disk: Callable[..., Path],
                                               boot_check: BootCheck) -> None:
     disk = installed_disk("--filesystem=ext4", "--stateroot=corp", CONSOLE)
