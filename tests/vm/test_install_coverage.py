@@ -94,10 +94,17 @@ def test_vmdk_and_vhd_from_build_boot(sample_images: SampleImages, boot_check: B
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(a["path"] for a in manifest["artifacts"]) == ["vmdk/disk.vmdk",
                                                                "vpc/disk.vhd"]
+    vmdk_info = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output=json", str(out / "vmdk/disk.vmdk")],
+        check=True, capture_output=True, text=True).stdout)
+    assert vmdk_info["format"] == "vmdk"
+    # A fixed VHD is the raw disk plus a 512-byte footer, so qemu's probe (which reads the
+    # start) calls it raw: check the footer ("conectix", disk type 2 = fixed) instead.
+    with open(out / "vpc/disk.vhd", "rb") as f:
+        f.seek(-512, 2)
+        footer = f.read(512)
+    assert footer[:8] == b"conectix" and int.from_bytes(footer[60:64], "big") == 2
     for path, fmt in (("vmdk/disk.vmdk", "vmdk"), ("vpc/disk.vhd", "vpc")):
-        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(out / path)],
-                                         check=True, capture_output=True, text=True).stdout)
-        assert info["format"] == fmt
         # qemu reads the file as that format, not as raw; the guest writes into a qcow2 over
         # it (qemu cannot write a streamOptimized vmdk: the boot saw write I/O errors).
         over = tmp_path / f"{fmt}-overlay.qcow2"

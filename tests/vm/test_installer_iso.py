@@ -47,7 +47,6 @@ def test_iso_as_cd_installs_the_only_empty_disk_and_the_disk_boots(
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
     with VM(drives=[Drive(disk, serial="target")], cdrom=iso, boot="cdrom", firmware="bios",
             memory_mb=3072, name="iso-install", workdir=tmp_path / "iso-install") as vm:
-        vm.start()
         vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
         serial = vm.serial_text()
     assert "bootc-py live installer: starting" in serial, serial[-4000:]

@@ -165,7 +165,10 @@ journalctl -b -o cat -u bootc-py-steady-state.service --no-pager | grep 'update 
 systemctl start {SERVICE}
 t=$(systemctl show -P ExecMainExitTimestampMonotonic {SERVICE})
 """ + FAST_TIMER + f"""for i in $(seq 300); do
-    [ "$(systemctl show -P ExecMainExitTimestampMonotonic {SERVICE})" != "$t" ] && break
+    # The next run has ended: a new exit time (a run in progress shows 0) and not activating.
+    now=$(systemctl show -P ExecMainExitTimestampMonotonic {SERVICE})
+    [ "$now" != "$t" ] && [ "$now" != 0 ] && \
+        [ "$(systemctl show -P ActiveState {SERVICE})" != activating ] && break
     sleep 2
 done
 """ + AGENT_LOG + """window -10 120
