@@ -81,8 +81,6 @@ def test_btrfs_root_boots(installed_disk: Callable[..., Path], boot_check: BootC
     assert_booted(facts, fstype="btrfs")
 
 
-# Not yet seen passing (no quiet machine this session). Deselected until it passes.
-@pytest.mark.unproven
 @pytest.mark.timeout(2700)  # one build, two cold boots
 def test_vmdk_and_vhd_from_build_boot(sample_images: SampleImages, boot_check: BootCheck,
                                       tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The installer ISO: `build --type iso` of the sample image boots as a CD next to an empty
-virtio disk, installs unattended with the built-in default kickstart (bootc-image-builder's:
-the only empty disk, LVM, reboot), and the installed disk then boots on its own.
+"""The installer ISO: `build --type iso` of the sample image boots as a CD under BIOS and as
+a USB stick (a disk) under UEFI, each next to an empty virtio disk, installs unattended with
+the built-in default kickstart (bootc-image-builder's: the only empty disk, LVM, reboot), and
+the installed disk then boots on its own.
 
-Boots: the ISO's live system (install, then the kickstart's reboot ends qemu: -no-reboot) 1,
-the installed disk 1.
+Boots per test: the ISO's live system (install, then the kickstart's reboot ends qemu:
+-no-reboot) 1, the installed disk 1. Two tests: CD + BIOS, USB stick + UEFI.
 """
 
 from __future__ import annotations
@@ -25,42 +26,89 @@ TARGET = "127.0.0.1:5000/bootc-py-fixture:v1"  # what the installed host updates
 LIVE_INSTALL_TIMEOUT = 1500
 
 
-# New; not yet seen passing. Deselected until it passes.
-@pytest.mark.unproven
-@pytest.mark.timeout(3600)
-def test_iso_as_cd_installs_the_only_empty_disk_and_the_disk_boots(
-        sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
-        tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def build_iso(sample_images: SampleImages, out: Path, *args: str) -> Path:
     res = subprocess.run([str(BOOTC_PY), "build", "--type", "iso", "--output", str(out),
                           "--target-imgref", TARGET, "--karg", "console=ttyS0,115200n8",
-                          sample_images.ref("v1")], capture_output=True, text=True,
+                          *args, sample_images.ref("v1")], capture_output=True, text=True,
                          timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
-    iso = out / "bootiso/install.iso"
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(a["type"], a["path"]) for a in manifest["artifacts"]] == [
         ("iso", "bootiso/install.iso")]
     assert manifest["digest"] == sample_images.manifest_digest("v1")
+    return out / "bootiso/install.iso"
 
-    disk = tmp_path / "target.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
-    with VM(drives=[Drive(disk, serial="target")], cdrom=iso, boot="cdrom", firmware="bios",
-            memory_mb=3072, name="iso-install", workdir=tmp_path / "iso-install") as vm:
-        vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
-        serial = vm.serial_text()
-    assert "bootc-py live installer: starting" in serial, serial[-4000:]
-    assert "bootc-py live installer: installed onto /dev/vda" in serial, serial[-4000:]
-    assert "bootc-py live installer: reboot" in serial
 
-    facts = boot_check(Drive(disk), firmware="bios", name="iso-installed")
+def assert_installed(facts: dict[str, Any], sample_images: SampleImages, *,
+                     lvm: bool) -> None:
     assert facts["variant"] == "v1"
     assert facts["failed_units"] == [], facts["failed_units"]
     assert "/ostree/deploy/default/deploy/" in facts["mounts"]["/"]["source"]
-    assert facts["mounts"]["/sysroot"]["source"].startswith("/dev/mapper/")  # autopart: LVM
+    assert facts["mounts"]["/sysroot"]["source"].startswith("/dev/mapper/") == lvm
     assert "console=ttyS0,115200n8" in facts["cmdline"]  # build's --karg
     status = facts["bootc_py"]
     assert status and status["ok"], status
     booted = status["status"]["status"]["booted"]
-    assert booted["image"]["image"]["image"] == TARGET
+    assert booted["image"]["image"] == {"image": TARGET, "transport": "registry"}
     assert booted["image"]["imageDigest"] == sample_images.manifest_digest("v1")
+
+
+def assert_live_install(serial: str, disk: str, kickstart: str, finish: str) -> None:
+    assert "bootc-py live installer: starting" in serial, serial[-4000:]
+    assert f"kickstart: {kickstart}" in serial
+    assert f"bootc-py live installer: installed onto {disk}" in serial, serial[-4000:]
+    assert f"bootc-py live installer: {finish}" in serial
+
+
+@pytest.mark.timeout(3600)
+def test_iso_as_cd_under_bios_installs_the_only_empty_disk_and_the_disk_boots(
+        sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
+        tmp_path: Path) -> None:
+    iso = build_iso(sample_images, tmp_path / "out")
+    disk = tmp_path / "target.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
+    with VM(drives=[Drive(disk, serial="target")], cdrom=iso, boot="cdrom", firmware="bios",
+            memory_mb=3072, name="iso-cd", workdir=tmp_path / "iso-cd") as vm:
+        vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
+        assert_live_install(vm.serial_text(), "/dev/vda", "built-in default", "reboot")
+    assert_installed(boot_check(Drive(disk), firmware="bios", name="cd-installed"),
+                     sample_images, lvm=True)
+
+
+# Embedded at build time (--kickstart): no payload line, so the ISO's own image is installed.
+KICKSTART = """\
+zerombr
+clearpart --all --initlabel
+autopart --type=plain --noswap
+group --name ops --gid 2000
+user --name core --groups ops --uid 1001
+%post --erroronfail
+echo from-the-iso > /etc/iso-post-marker
+%end
+poweroff
+"""
+PROBE = "cat /etc/iso-post-marker; id core\n"
+
+
+@pytest.mark.timeout(3600)
+def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
+        sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
+        tmp_path: Path) -> None:
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(KICKSTART)
+    iso = build_iso(sample_images, tmp_path / "out", "--kickstart", str(ks))
+    disk = tmp_path / "target.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
+    # The stick is the first disk (vda), so the only empty disk is the second (vdb).
+    stick = Drive(iso, format="raw", serial="usbstick", readonly=True)
+    with VM(drives=[stick, Drive(disk, serial="target")], boot="disk", firmware="uefi",
+            memory_mb=3072, name="iso-usb", workdir=tmp_path / "iso-usb") as vm:
+        vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
+        assert_live_install(vm.serial_text(), "/dev/vdb",
+                            "/run/initramfs/live/bootc-py/ks.cfg", "poweroff")
+    facts = boot_check(Drive(disk), firmware="uefi", name="usb-installed", script=PROBE)
+    assert_installed(facts, sample_images, lvm=False)
+    script = facts["script"]
+    assert script is not None and script["rc"] == 0, script
+    assert script["stdout"].splitlines() == [
+        "from-the-iso", "uid=1001(core) gid=1001(core) groups=1001(core),2000(ops)"]

@@ -179,8 +179,6 @@ grep ^variant= /etc/bootc-py-fixture/variant.conf
 """
 
 
-# Not yet seen passing (the session ended first). BOOTC_PY_RUN_UNPROVEN=1 runs it.
-@pytest.mark.unproven
 @pytest.mark.timeout(3600)
 def test_reset_boots_a_fresh_stateroot_and_keeps_the_old_as_rollback(
         sample_images: SampleImages, installed_disk: Callable[..., Path],
