@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bootc_py.artifacts.iso import IsoOptions, render_early_cfg, render_grub_cfg
+from bootc_py.artifacts.iso import render_early_cfg, render_grub_cfg
+from bootc_py.artifacts.live import MediaOptions
 from bootc_py.cli import main
 from bootc_py.errors import UsageError
 from bootc_py.installer.live import (
@@ -46,9 +47,9 @@ def test_grub_finds_the_medium_by_its_install_record() -> None:
 
 def test_volume_id_must_be_iso9660() -> None:
     with pytest.raises(UsageError, match="not an ISO 9660 volume id"):
-        IsoOptions(volume_id="my install")
+        MediaOptions(volume_id="my install")
     with pytest.raises(UsageError):
-        IsoOptions(volume_id="X" * 33)
+        MediaOptions(volume_id="X" * 33)
 
 
 @pytest.mark.parametrize(("arg", "expected"), [

@@ -112,8 +112,6 @@ def test_vmdk_and_vhd_from_build_boot(sample_images: SampleImages, boot_check: B
         assert_booted(facts, fstype="xfs")
 
 
-# New; not yet seen passing. Deselected until it passes.
-@pytest.mark.unproven
 def test_bootloader_none_then_install_bootloader_boots(
         installed_base: Callable[..., Path], boot_check: BootCheck, tmp_path: Path) -> None:
     # The README's way: an install without bootloaders, its root and /boot mounted, then

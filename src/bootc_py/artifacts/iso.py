@@ -16,56 +16,34 @@ GRUB's own rules (the FACTS of the verified chain): images from grub-mkimage, fo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from bootc_py import log as steplog
 from bootc_py.artifacts import live as livesys
-from bootc_py.artifacts.oci_payload import write_payload
-from bootc_py.errors import ArtifactError, UsageError
+from bootc_py.artifacts.live import (
+    CONSOLE_ARGS,
+    INSTALL_RECORD,
+    LIVE_ARGS,
+    MediaOptions,
+    write_medium,
+)
+from bootc_py.errors import ArtifactError
 from bootc_py.image.source import Image
-from bootc_py.installer import config as install_config
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
 
 ISO_DIR = "bootiso"
 ISO_NAME = "install.iso"
-DEFAULT_VOLID = "BOOTC-PY-INSTALL"
-INSTALL_RECORD = "bootc-py/install.json"
-PAYLOAD_DIR = "bootc-py/payload"
-KICKSTART = "bootc-py/ks.cfg"
-PAYLOAD_TAG = "install"
-LIVE_ARGS = "rd.live.image rd.live.overlay.overlayfs=1"
-# The console: the screen, and the serial port last so the installer's progress (on
-# /dev/console) reaches a headless machine's serial console too.
-CONSOLE_ARGS = "console=tty0 console=ttyS0,115200n8"
 GRUB_MODULES = ["normal", "configfile", "linux", "search", "search_fs_file", "search_label",
                 "iso9660", "part_gpt", "part_msdos", "fat", "ext2", "serial", "terminal",
                 "echo", "test", "true", "sleep", "gzio", "minicmd"]
 BIOS_MODULES = ["biosdisk", *GRUB_MODULES]
 EFI_MODULES = ["all_video", "efi_gop", *GRUB_MODULES]
-
-
-@dataclass(frozen=True)
-class IsoOptions:
-    volume_id: str = DEFAULT_VOLID
-    payload: bool = True
-    kickstart: str | None = None          # the text to embed
-    target_imgref: str | None = None      # what the installed system updates from
-    kargs: tuple[str, ...] = ()           # for the installed system
-    live_kargs: tuple[str, ...] = ()      # for the live system
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Z0-9_-]{1,32}", self.volume_id):
-            raise UsageError(f"volume id '{self.volume_id}' is not an ISO 9660 volume id",
-                             "use up to 32 of A-Z, 0-9, _ and -")
 
 
 def render_grub_cfg(volid: str, *, timeout: int, title: str,
@@ -96,14 +74,6 @@ def render_early_cfg() -> str:
     return (f"search --no-floppy --file --set=root /{INSTALL_RECORD}\n"
             "set prefix=($root)/boot/grub\n"
             "configfile ($root)/boot/grub/grub.cfg\n")
-
-
-def _menu_timeout(rootfs: Path) -> int:
-    files = {str(p.relative_to(rootfs)): p.read_bytes()
-             for glob in (install_config.INSTALL_GLOB, install_config.BOOTC_PY_INSTALL_GLOB)
-             for p in sorted(rootfs.glob(glob)) if p.is_file()}
-    timeout = install_config.load(files).bootloader_timeout
-    return 5 if timeout is None else timeout
 
 
 def _grub_dir(rootfs: Path, platform: str) -> Path:
@@ -147,19 +117,7 @@ def _xorriso(tree: Path, out: Path, volid: str, hybrid: Path) -> None:
          "--protective-msdos-label", str(tree)], quiet=True, timeout=3600)
 
 
-def install_record(image: Image, opts: IsoOptions, payload_digest: str | None) -> dict[str, object]:
-    """What the live installer reads (installer/live.py)."""
-    return {
-        "image": str(image.ref),
-        "digest": payload_digest or image.manifest_digest,
-        "payload": f"{PAYLOAD_DIR}:{PAYLOAD_TAG}" if payload_digest else None,
-        "target-imgref": opts.target_imgref or str(image.ref),
-        "kickstart": KICKSTART if opts.kickstart else None,
-        "kargs": list(opts.kargs),
-    }
-
-
-def build_iso(image: Image, output: Path, opts: IsoOptions) -> Path:
+def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:
     """Write output/bootiso/install.iso; nothing is left behind on failure."""
     out_dir = output / ISO_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,19 +138,11 @@ def build_iso(image: Image, output: Path, opts: IsoOptions) -> Path:
                 shutil.copyfile(hybrid_src, hybrid)
                 title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
                 (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
-                    opts.volume_id, timeout=_menu_timeout(live.rootfs), title=title,
+                    opts.volume_id, timeout=livesys.menu_timeout(live.rootfs), title=title,
                     live_kargs=opts.live_kargs))
             livesys.squash(live, tree / "LiveOS/squashfs.img")
             shutil.rmtree(live.rootfs)
-            digest = None
-            (tree / "bootc-py").mkdir()
-            if opts.payload:
-                with steplog.step("payload", "Embedding the image (OCI layout)"):
-                    digest = write_payload(image, tree / PAYLOAD_DIR, PAYLOAD_TAG)
-            if opts.kickstart:
-                (tree / KICKSTART).write_text(opts.kickstart)
-            (tree / INSTALL_RECORD).write_text(
-                json.dumps(install_record(image, opts, digest), indent=2) + "\n")
+            write_medium(image, tree, opts)
             with steplog.step("iso", f"Writing {ISO_NAME} (xorriso)"):
                 _xorriso(tree, partial, opts.volume_id, hybrid)
             partial.rename(out)

@@ -10,17 +10,21 @@ says `bootc-py.live-install`.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from bootc_py import log as steplog
+from bootc_py.artifacts.oci_payload import write_payload
 from bootc_py.disk.mount import Mount
-from bootc_py.errors import ArtifactError
+from bootc_py.errors import ArtifactError, UsageError
 from bootc_py.image.flatten import unpack
 from bootc_py.image.source import Image
+from bootc_py.installer import config as install_config
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,35 @@ install() { inst_hook pre-mount 01 "$moddir/bootc-py-overlay-dirs.sh"; }
 """
 OVERLAY_DIRS_HOOK = "#!/bin/sh\nmkdir -p /run/overlayfs /run/ovlwork\n"
 INITRD_IN_CHROOT = "tmp/bootc-py-live-initrd.img"
+# What the live installer reads (installer/live.py), relative to the medium: the ISO itself,
+# or the live root's /usr/lib/bootc-py/medium for a PXE bundle (no medium to read there).
+INSTALL_RECORD = "bootc-py/install.json"
+PAYLOAD_DIR = "bootc-py/payload"
+KICKSTART = "bootc-py/ks.cfg"
+PAYLOAD_TAG = "install"
+IN_LIVE_ROOT = "usr/lib/bootc-py/medium"
+LIVE_ARGS = "rd.live.image rd.live.overlay.overlayfs=1"
+# The console: the screen, and the serial port last so the installer's progress (on
+# /dev/console) reaches a headless machine's serial console too.
+CONSOLE_ARGS = "console=tty0 console=ttyS0,115200n8"
+DEFAULT_VOLID = "BOOTC-PY-INSTALL"
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """What an installer medium (ISO or PXE bundle) carries besides the live system."""
+
+    volume_id: str = DEFAULT_VOLID
+    payload: bool = True
+    kickstart: str | None = None          # the text to embed
+    target_imgref: str | None = None      # what the installed system updates from
+    kargs: tuple[str, ...] = ()           # for the installed system
+    live_kargs: tuple[str, ...] = ()      # for the live system
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z0-9_-]{1,32}", self.volume_id):
+            raise UsageError(f"volume id '{self.volume_id}' is not an ISO 9660 volume id",
+                             "use up to 32 of A-Z, 0-9, _ and -")
 
 
 @dataclass(frozen=True)
@@ -51,6 +84,13 @@ class LiveSystem:
     kernel: Path
     initrd: Path
     kver: str
+
+
+def menu_timeout(rootfs: Path) -> int:
+    """The image's own menu timeout (bootloader-timeout), else 5 s: long enough to pick the
+    rescue entry, short enough for an unattended install."""
+    timeout = install_config.load_tree(rootfs).bootloader_timeout
+    return 5 if timeout is None else timeout
 
 
 def _kernel(rootfs: Path, ref: str) -> tuple[str, Path]:
@@ -129,3 +169,31 @@ def squash(live: LiveSystem, out: Path) -> Path:
         run(["mksquashfs", str(live.rootfs), str(out), "-noappend", "-quiet", "-no-progress",
              "-comp", "zstd", "-b", "1M", "-xattrs"], timeout=3600)
     return out
+
+
+def install_record(image: Image, opts: MediaOptions,
+                   payload_digest: str | None) -> dict[str, object]:
+    """What the live installer reads (installer/live.py)."""
+    return {
+        "image": str(image.ref),
+        "digest": payload_digest or image.manifest_digest,
+        "payload": f"{PAYLOAD_DIR}:{PAYLOAD_TAG}" if payload_digest else None,
+        "target-imgref": opts.target_imgref or str(image.ref),
+        "kickstart": KICKSTART if opts.kickstart else None,
+        "kargs": list(opts.kargs),
+    }
+
+
+def write_medium(image: Image, dest: Path, opts: MediaOptions) -> str | None:
+    """The install record, the payload (unless --no-payload) and the kickstart under `dest`;
+    returns the payload's manifest digest."""
+    digest = None
+    (dest / "bootc-py").mkdir(parents=True, exist_ok=True)
+    if opts.payload:
+        with steplog.step("payload", "Embedding the image (OCI layout)"):
+            digest = write_payload(image, dest / PAYLOAD_DIR, PAYLOAD_TAG)
+    if opts.kickstart:
+        (dest / KICKSTART).write_text(opts.kickstart)
+    (dest / INSTALL_RECORD).write_text(
+        json.dumps(install_record(image, opts, digest), indent=2) + "\n")
+    return digest

@@ -107,7 +107,8 @@ def _build_iso(imgref: str, output: Path, *, kickstart: str | None, target_imgre
                kargs: tuple[str, ...], payload: bool, cache_dir: Path | None,
                tls_verify: str | None, authfile: Path | None) -> None:
     from bootc_py.artifacts.disk_image import write_manifest
-    from bootc_py.artifacts.iso import IsoOptions, build_iso
+    from bootc_py.artifacts.iso import build_iso
+    from bootc_py.artifacts.live import MediaOptions
     from bootc_py.commands.install import _options
     from bootc_py.installer.prepare import prepare
 
@@ -131,7 +132,7 @@ def _build_iso(imgref: str, output: Path, *, kickstart: str | None, target_imgre
                     karg=list(kargs), keys=None, wipe=True, disk_size=None,
                     cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
     prepared = prepare(opts)
-    iso = build_iso(prepared.image, output, IsoOptions(
+    iso = build_iso(prepared.image, output, MediaOptions(
         payload=payload, kickstart=ks_text, target_imgref=prepared.plan.target, kargs=kargs))
     artifact = write_manifest(output, prepared.plan, [("iso", iso)])[0]
     typer.echo(f"iso: {iso} ({artifact.size} bytes, sha256 {artifact.sha256})")

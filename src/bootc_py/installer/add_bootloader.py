@@ -26,9 +26,6 @@ from bootc_py.store.sysroot import Sysroot
 
 log = logging.getLogger(__name__)
 
-CONFIG_GLOBS = (install_config.INSTALL_GLOB, install_config.BOOTC_PY_INSTALL_GLOB)
-
-
 @dataclass(frozen=True)
 class BootloaderPlan:
     root: Path
@@ -53,12 +50,6 @@ class BootloaderPlan:
         if self.replaces:
             lines.append(f"Replaces:     {', '.join(self.replaces)}")
         return "\n".join(lines) + "\n"
-
-
-def _menu_timeout(image_root: Path) -> int:
-    files = {str(p.relative_to(image_root)): p.read_bytes()
-             for glob in CONFIG_GLOBS for p in sorted(image_root.glob(glob)) if p.is_file()}
-    return install_config.load(files).menu_timeout
 
 
 def plan_bootloader(root: Path, bootloader_name: str, *, generic: bool,
@@ -100,7 +91,7 @@ def plan_bootloader(root: Path, bootloader_name: str, *, generic: bool,
         boot_uuid=boot_uuid,
         esp_uuid=(output(["blkid", "-s", "UUID", "-o", "value", esp]) or None) if esp else None,
         grub_prefix="/grub" if boot_fs else "/boot/grub",
-        timeout=_menu_timeout(default.path))
+        timeout=install_config.load_tree(default.path).menu_timeout)
     previous = bootloader.load_setup(root / "boot")
     replaces = BootloaderChoice(previous.grub_bios, previous.grub_efi,
                                 previous.systemd_boot).names if previous else ()

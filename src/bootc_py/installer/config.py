@@ -19,6 +19,7 @@ import platform
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bootc_py.errors import ConfigError
@@ -130,6 +131,14 @@ def load(files: Mapping[str, bytes], arch: str | None = None) -> InstallConfig:
             kargs_d.extend(_str_list(name, doc, "kargs") or [])
     return InstallConfig(root_fs_type=root_fs, block=block, kargs=tuple(kargs),
                          kargs_d=tuple(kargs_d), bootloader_timeout=timeout)
+
+
+def load_tree(root: Path, arch: str | None = None) -> InstallConfig:
+    """The install configuration of an unpacked image or a deployment at `root`."""
+    files = {str(p.relative_to(root)): p.read_bytes()
+             for glob in (INSTALL_GLOB, BOOTC_PY_INSTALL_GLOB, KARGS_GLOB)
+             for p in sorted(root.glob(glob)) if p.is_file()}
+    return load(files, arch)
 
 
 def _timeout(name: str, value: object) -> int:

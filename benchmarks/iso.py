@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Benchmark: `build --type iso` of the sample image, total and per step, against a floor
+measured in the same run: mksquashfs of the same rootfs (the same options) plus xorriso of a
+tree of the same size (the squashfs, the kernel and the payload blobs). Goal: <= 1.3x.
+Run as root: .venv/bin/python benchmarks/iso.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "vm-fixtures"))
+BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+
+from bootc_py.image.flatten import unpack  # noqa: E402
+from bootc_py.image.ref import parse_imgref  # noqa: E402
+from bootc_py.image.source import PullOptions, pull  # noqa: E402
+from fixture_image import build_images  # noqa: E402
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def build(ref: str, cache: Path, out: Path) -> tuple[float, dict[str, float]]:
+    read_fd, write_fd = os.pipe()
+    start = time.monotonic()
+    proc = subprocess.Popen([str(BOOTC_PY), "--progress-fd", str(write_fd), "build", "--type",
+                             "iso", "--output", str(out), "--cache-dir", str(cache), ref],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as events:
+        lines = events.read().splitlines()
+    _, err = proc.communicate()
+    os.sync()
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed:\n{err[-2000:]}")
+    steps: dict[str, float] = {}
+    for line in lines:
+        event = json.loads(line)
+        if event.get("type") == "ProgressSteps" and "elapsed" in event:
+            steps[event["task"]] = event["elapsed"]
+    return elapsed, steps
+
+
+def floor(ref: str, cache: Path, work: Path) -> float:
+    """The bytes an ISO needs written once: the rootfs squashed, the tree put into an ISO."""
+    image = pull(parse_imgref(ref), PullOptions(cache_dir=cache))
+    rootfs = work / "rootfs"
+    unpack(image, rootfs)  # not timed: the build's unpack is one of its own steps
+    tree = work / "tree"
+    (tree / "LiveOS").mkdir(parents=True)
+    start = time.monotonic()
+    sh("mksquashfs", str(rootfs), str(tree / "LiveOS/squashfs.img"), "-noappend", "-quiet",
+       "-no-progress", "-comp", "zstd", "-b", "1M", "-xattrs")
+    for layer in image.layers:
+        shutil.copyfile(image.blob_path(layer.digest), tree / layer.digest.split(":")[1])
+    sh("xorriso", "-as", "mkisofs", "-iso-level", "3", "-R", "-V", "FLOOR", "-o",
+       str(work / "floor.iso"), str(tree))
+    os.sync()
+    return time.monotonic() - start
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bootc-py-bench-iso-", dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        oci = work / "oci"
+        build_images(["v1"], oci)
+        ref = f"oci:{oci}:v1"
+        cache = work / "cache"
+        floor_s = floor(ref, cache, work / "floor")
+        total, steps = build(ref, cache, work / "out")
+        size = (work / "out/bootiso/install.iso").stat().st_size
+    print(f"floor (mksquashfs of the rootfs + xorriso of the tree): {floor_s:6.1f} s")
+    print(f"bootc-py build --type iso:                              {total:6.1f} s "
+          f"({size / 1e6:.0f} MB)")
+    for name, seconds in steps.items():
+        print(f"    {name:<24} {seconds:6.1f} s")
+    print(f"build / floor: {total / floor_s:.2f}x (goal <= 1.3x)")
+    print(f"load average: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
