@@ -100,7 +100,8 @@ def test_the_default_kickstart_is_bootc_image_builders() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--type", "iso,qcow2"], "an installer ISO and disk images cannot be built in one run"),
+    (["--type", "iso,qcow2"], "an installer medium (iso, pxe-tar-xz) and disk images"),
+    (["--type", "iso,pxe-tar-xz"], "build one installer medium per run"),
     (["--type", "iso", "--rootfs", "ext4"], "--rootfs, --disk-size, --root-ssh-authorized-keys"),
     (["--type", "qcow2", "--no-payload"], "--no-payload is for --type iso"),
 ])

@@ -253,8 +253,8 @@ class VM:
             netdev += "," + g.netdev_option()
         if self.tftp:
             netdev += f",tftp={self.tftp}"
-            if self.bootfile:
-                netdev += f",bootfile={self.bootfile}"
+        if self.bootfile:  # a TFTP file name, or a URL iPXE fetches (http through a relay)
+            netdev += f",bootfile={self.bootfile}"
         dev = "virtio-net-pci,netdev=net0"
         if bootindex is not None:
             dev += f",bootindex={bootindex}"

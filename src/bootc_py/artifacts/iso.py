@@ -99,7 +99,7 @@ def _grub_images(rootfs: Path, tree: Path, work: Path) -> Path:
          "-p", "/boot/grub", "-c", str(early), *EFI_MODULES])
     esp = tree / "boot/efi.img"
     kib = (efi.stat().st_size >> 10) + 1024
-    run(["mkfs.vfat", "-C", "-n", "BOOTCPY-ESP", str(esp), str(kib)])
+    run(["mkfs.vfat", "-C", "-n", "BOOTCPY-ESP", str(esp), str(kib)], quiet=True)
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], env=env)
     run(["mcopy", "-i", str(esp), str(efi), "::/EFI/BOOT/BOOTX64.EFI"], env=env)

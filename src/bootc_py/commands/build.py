@@ -23,8 +23,9 @@ def build(
     imgref: str = typer.Argument(..., help="The bootable image (docker://, oci:, ...)."),
     types: list[str] = typer.Option(None, "--type", metavar="TYPE",
                                     help="raw, qcow2, vmdk or vhd; repeat or comma-separate "
-                                    "for several (default qcow2). Or iso (alias anaconda-iso, "
-                                    "bootc-installer): an installer ISO, on its own."),
+                                    "for several (default qcow2). Or one installer medium: "
+                                    "iso (alias anaconda-iso, bootc-installer) or "
+                                    "pxe-tar-xz (a network boot bundle)."),
     output: Path = typer.Option(Path("output"), "--output", "-o",
                                 help="Output directory (image/, qcow2/, vmdk/, vpc/, "
                                 "manifest.json)."),
@@ -61,17 +62,22 @@ def build(
     from bootc_py.commands.install import _options
 
     names = [n.strip() for t in (types or []) for n in t.split(",") if n.strip()]
-    if any(n in ISO_TYPES for n in names):
-        if any(n not in ISO_TYPES for n in names):
-            raise UsageError("an installer ISO and disk images cannot be built in one run",
-                             "run build once for the ISO and once for the disk types")
+    media = {MEDIA_TYPES[n] for n in names if n in MEDIA_TYPES}
+    if media:
+        if any(n not in MEDIA_TYPES for n in names):
+            raise UsageError("an installer medium (iso, pxe-tar-xz) and disk images cannot be "
+                             "built in one run",
+                             "run build once for the medium and once for the disk types")
+        if len(media) > 1:
+            raise UsageError("build one installer medium per run (iso or pxe-tar-xz)")
         if rootfs or disk_size or root_ssh_authorized_keys or bootloader != "grub":
             raise UsageError("--rootfs, --disk-size, --root-ssh-authorized-keys and "
                              "--bootloader are for disk types",
-                             "for an ISO, say it in the kickstart (--kickstart)")
-        _build_iso(imgref, output, kickstart=kickstart, target_imgref=target_imgref,
-                   kargs=tuple(karg or ()), payload=not no_payload, cache_dir=cache_dir,
-                   tls_verify=tls_verify, authfile=authfile)
+                             "for an installer medium, say it in the kickstart (--kickstart)")
+        _build_medium(media.pop(), imgref, output, kickstart=kickstart,
+                      target_imgref=target_imgref, kargs=tuple(karg or ()),
+                      payload=not no_payload, cache_dir=cache_dir, tls_verify=tls_verify,
+                      authfile=authfile)
         return
     if no_payload:
         raise UsageError("--no-payload is for --type iso")
@@ -100,12 +106,15 @@ def build(
                    f"sha256 {artifact.sha256})")
 
 
-ISO_TYPES = ("iso", "anaconda-iso", "bootc-installer")
+# bootc-image-builder's names for installer media -> the artifact type.
+MEDIA_TYPES = {"iso": "iso", "anaconda-iso": "iso", "bootc-installer": "iso",
+               "pxe-tar-xz": "pxe-tar-xz"}
 
 
-def _build_iso(imgref: str, output: Path, *, kickstart: str | None, target_imgref: str | None,
-               kargs: tuple[str, ...], payload: bool, cache_dir: Path | None,
-               tls_verify: str | None, authfile: Path | None) -> None:
+def _build_medium(kind: str, imgref: str, output: Path, *, kickstart: str | None,
+                  target_imgref: str | None, kargs: tuple[str, ...], payload: bool,
+                  cache_dir: Path | None, tls_verify: str | None,
+                  authfile: Path | None) -> None:
     from bootc_py.artifacts.disk_image import write_manifest
     from bootc_py.artifacts.iso import build_iso
     from bootc_py.artifacts.live import MediaOptions
@@ -132,7 +141,13 @@ def _build_iso(imgref: str, output: Path, *, kickstart: str | None, target_imgre
                     karg=list(kargs), keys=None, wipe=True, disk_size=None,
                     cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
     prepared = prepare(opts)
-    iso = build_iso(prepared.image, output, MediaOptions(
-        payload=payload, kickstart=ks_text, target_imgref=prepared.plan.target, kargs=kargs))
-    artifact = write_manifest(output, prepared.plan, [("iso", iso)])[0]
-    typer.echo(f"iso: {iso} ({artifact.size} bytes, sha256 {artifact.sha256})")
+    media = MediaOptions(payload=payload, kickstart=ks_text,
+                         target_imgref=prepared.plan.target, kargs=kargs)
+    if kind == "iso":
+        path = build_iso(prepared.image, output, media)
+    else:
+        from bootc_py.artifacts.pxe import build_pxe
+
+        path = build_pxe(prepared.image, output, media)
+    artifact = write_manifest(output, prepared.plan, [(kind, path)])[0]
+    typer.echo(f"{kind}: {path} ({artifact.size} bytes, sha256 {artifact.sha256})")

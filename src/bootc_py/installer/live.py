@@ -27,6 +27,8 @@ from bootc_py.run import output, run
 log = logging.getLogger(__name__)
 
 MEDIUM = Path("/run/initramfs/live")
+# A PXE bundle has no medium: its live root carries the record and the payload itself.
+IN_LIVE_ROOT = Path("/usr/lib/bootc-py/medium")
 RECORD = "bootc-py/install.json"
 CMDLINE = Path("/proc/cmdline")
 # bootc-image-builder's default for its installer ISOs: the whole (only) disk, LVM, reboot.
@@ -56,20 +58,27 @@ class KickstartSource:
     device: str | None = None
 
 
-def read_medium(root: Path = MEDIUM) -> Medium:
-    record = root / RECORD
-    if not record.is_file():
+def read_medium(root: Path = MEDIUM, in_live_root: Path = IN_LIVE_ROOT) -> Medium:
+    """The ISO at /run/initramfs/live, else what a PXE bundle's live root carries."""
+    if not (root / RECORD).is_file() and (in_live_root / RECORD).is_file():
+        return Medium(in_live_root, _record(in_live_root), None)
+    if not (root / RECORD).is_file():
         raise UsageError(f"no installer medium at {root} ({RECORD} is missing)",
                          "install live runs in the live system of a bootc-py installer ISO "
                          "or PXE bundle")
-    try:
-        data = json.loads(record.read_text())
-    except ValueError as exc:
-        raise UsageError(f"{root / RECORD} is corrupt: {exc}", "rebuild the medium") from exc
     res = run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(root)], check=False,
               capture=True)
     device = res.stdout.strip() or None if res.returncode == 0 else None
-    return Medium(root, data, device)
+    return Medium(root, _record(root), device)
+
+
+def _record(root: Path) -> dict[str, Any]:
+    record = root / RECORD
+    try:
+        data: dict[str, Any] = json.loads(record.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{record} is corrupt: {exc}", "rebuild the medium") from exc
+    return data
 
 
 def kickstart_source(cmdline: str, medium: Medium) -> KickstartSource | None:

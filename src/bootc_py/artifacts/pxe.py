@@ -1,0 +1,93 @@
+"""`build --type pxe-tar-xz`: the installer's live system as a network boot bundle, at
+bootc-image-builder's path (xz/pxe.tar.xz) and with its file names (vmlinuz, initrd.img,
+rootfs.img, grub.cfg), plus an iPXE script (boot.ipxe).
+
+There is no medium to read at install time, so the install record, the payload (unless
+--no-payload) and the kickstart ride inside the live root (/usr/lib/bootc-py/medium). The live
+root (rootfs.img, a squashfs) reaches the initramfs as a second initrd that the boot loader
+wraps into a cpio archive (iPXE `initrd rootfs.img /rootfs.img`, GRUB `newc:`), so the same
+`root=live:/rootfs.img` works over TFTP and HTTP, and every file is named relative to where
+the script came from: a TFTP or HTTP root holding the unpacked bundle boots as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from bootc_py import log as steplog
+from bootc_py.artifacts import live as livesys
+from bootc_py.artifacts.live import CONSOLE_ARGS, IN_LIVE_ROOT, LIVE_ARGS, MediaOptions
+from bootc_py.image.source import Image
+from bootc_py.run import run
+
+log = logging.getLogger(__name__)
+
+PXE_DIR = "xz"
+PXE_NAME = "pxe.tar.xz"
+FILES = ("vmlinuz", "initrd.img", "rootfs.img", "boot.ipxe", "grub.cfg")
+
+
+def kernel_args(live_kargs: tuple[str, ...] = (), *, install: bool = True) -> str:
+    args = f"root=live:/rootfs.img {LIVE_ARGS} {CONSOLE_ARGS}"
+    if install:
+        args += " bootc-py.live-install"
+    return args + "".join(f" {k}" for k in live_kargs)
+
+
+def render_ipxe(live_kargs: tuple[str, ...] = ()) -> str:
+    """Names relative to the script's own URL; `initrd=` names both initrds for the EFI stub."""
+    return ("#!ipxe\n"
+            "# bootc-py PXE bundle: serve this directory over TFTP or HTTP and chain this file.\n"
+            "kernel vmlinuz initrd=initrd.img initrd=rootfs.img "
+            f"{kernel_args(live_kargs)}\n"
+            "initrd initrd.img\n"
+            "initrd rootfs.img /rootfs.img\n"
+            "boot\n")
+
+
+def render_grub_cfg(title: str, *, timeout: int, live_kargs: tuple[str, ...] = ()) -> str:
+    """For GRUB netboot (grub-mknetdir), paths relative to its TFTP root."""
+    safe = title.replace("'", "")
+    entries = []
+    for name, install in ((f"Install {safe}", True),
+                          (f"Rescue: start {safe} without installing", False)):
+        entries.append(f"menuentry '{name}' {{\n"
+                       f"    linux vmlinuz {kernel_args(live_kargs, install=install)}\n"
+                       "    initrd initrd.img newc:/rootfs.img:rootfs.img\n"
+                       "}\n")
+    return (f"# bootc-py PXE bundle\nset timeout={timeout}\nset default=0\n"
+            + "".join(entries))
+
+
+def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
+    """Write output/xz/pxe.tar.xz; nothing is left behind on failure."""
+    out_dir = output / PXE_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / PXE_NAME
+    out.unlink(missing_ok=True)
+    partial = out_dir / f".{PXE_NAME}.partial"
+    with tempfile.TemporaryDirectory(prefix=".bootc-py-pxe-", dir=output) as tmp:
+        work = Path(tmp)
+        bundle = work / "bundle"
+        bundle.mkdir()
+        try:
+            live = livesys.build_live(image, work)
+            shutil.copyfile(live.kernel, bundle / "vmlinuz")
+            shutil.move(live.initrd, bundle / "initrd.img")
+            livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
+            title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
+            (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
+            (bundle / "grub.cfg").write_text(render_grub_cfg(
+                title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
+            livesys.squash(live, bundle / "rootfs.img")
+            shutil.rmtree(live.rootfs)
+            with steplog.step("tar", f"Writing {PXE_NAME}"):
+                run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -1",
+                     "-cf", str(partial), *FILES], timeout=3600)
+            partial.rename(out)
+        finally:
+            partial.unlink(missing_ok=True)
+    return out
