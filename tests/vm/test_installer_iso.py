@@ -4,7 +4,9 @@ the built-in default kickstart (bootc-image-builder's: the only empty disk, LVM,
 the installed disk then boots on its own.
 
 Boots per test: the ISO's live system (install, then the kickstart's reboot ends qemu:
--no-reboot) 1, the installed disk 1. Two tests: CD + BIOS, USB stick + UEFI.
+-no-reboot) 1, the installed disk 1. Two tests: CD + BIOS, USB stick + UEFI. A third boots
+the live system with inst.ks=hd:LABEL=KS:/ks.cfg naming a kickstart whose %pre fails: one
+boot, no install.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,3 +115,53 @@ def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
     assert script is not None and script["rc"] == 0, script
     assert script["stdout"].splitlines() == [
         "from-the-iso", "uid=1001(core) gid=1001(core) groups=1001(core),2000(ops)"]
+
+
+FAILING_KICKSTART = """\
+zerombr
+clearpart --all --initlabel
+autopart --type=plain
+%pre --erroronfail
+echo "refusing on purpose" >&2
+exit 3
+%end
+reboot
+"""
+
+
+@pytest.mark.timeout(3600)
+def test_a_failing_kickstart_from_inst_ks_hd_says_why_and_the_live_system_stays_up(
+        sample_images: SampleImages, tmp_path: Path) -> None:
+    # The ISO's kernel started directly, to give it inst.ks= (what an operator types at the
+    # menu): the kickstart on a second disk's ext4 filesystem labelled KS.
+    iso = build_iso(sample_images, tmp_path / "out")
+    files = tmp_path / "ks"
+    files.mkdir()
+    (files / "ks.cfg").write_text(FAILING_KICKSTART)
+    ks_disk = tmp_path / "ks.img"
+    subprocess.run(["mkfs.ext4", "-q", "-L", "KS", "-d", str(files), str(ks_disk), "16M"],
+                   check=True)
+    for name in ("vmlinuz", "initrd.img"):
+        subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+                        f"/boot/{name}", str(tmp_path / name)], check=True,
+                       capture_output=True)
+    disk = tmp_path / "target.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
+    append = ("root=live:CDLABEL=BOOTC-PY-INSTALL rd.live.image rd.live.overlay.overlayfs=1 "
+              "console=ttyS0,115200n8 bootc-py.live-install inst.ks=hd:LABEL=KS:/ks.cfg")
+    with VM(drives=[Drive(disk, serial="target"), Drive(ks_disk, format="raw", serial="ks")],
+            cdrom=iso, kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd.img",
+            append=append, firmware="bios", memory_mb=3072, name="iso-ks-fails",
+            workdir=tmp_path / "iso-ks-fails") as vm:
+        vm.wait_for(r"bootc-py live installer: failed: ", LIVE_INSTALL_TIMEOUT,
+                    "the live installer reporting the failed kickstart")
+        time.sleep(20)
+        assert vm.running(), vm.serial_tail(40)  # no reboot, no power-off: the system stays up
+        serial = vm.serial_text()
+    assert "kickstart: /tmp/bootc-py-ks-" in serial  # read from the KS disk, mounted read-only
+    assert "failed (exit 3, --erroronfail): refusing on purpose" in serial, serial[-3000:]
+    assert "bootc-py live installer: reboot" not in serial
+    # %pre runs before any disk is touched: the target is still empty.
+    mapping = json.loads(subprocess.run(["qemu-img", "map", "--output=json", str(disk)],
+                                        check=True, capture_output=True, text=True).stdout)
+    assert not any(extent["data"] for extent in mapping), mapping

@@ -198,7 +198,8 @@ cat /etc/bootc-py/updates.toml
             durations.append(second.elapsed)
 
         # Boot 3: the periodic reboot booted v1.
-        with vm("periodic-rebooted", "section status\nbootc-py status --json\n",
+        with vm("periodic-rebooted", 'section() { echo "=== $1"; }\nsection status\n'
+                "bootc-py status --json\n",
                 poweroff=True) as third:
             facts = third.check(BOOT_TIMEOUT)
             assert third.wait_exit(300) == 0

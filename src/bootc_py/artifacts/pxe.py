@@ -85,7 +85,7 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
             livesys.squash(live, bundle / "rootfs.img")
             shutil.rmtree(live.rootfs)
             with steplog.step("tar", f"Writing {PXE_NAME}"):
-                run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -1",
+                run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -0",
                      "-cf", str(partial), *FILES], timeout=3600)
             partial.rename(out)
         finally:

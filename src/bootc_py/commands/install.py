@@ -18,7 +18,7 @@ from bootc_py.commands.common import (
     parse_size,
     pull_options,
 )
-from bootc_py.errors import UsageError
+from bootc_py.errors import BootcPyError, UsageError
 from bootc_py.installer.plan import InstallOptions
 
 app = typer.Typer(
@@ -279,6 +279,11 @@ def install_live_cmd(
         typer.echo("bootc-py live installer: the kickstart has problems; nothing was written. "
                    "The live system stays up.", err=True)
         raise typer.Exit(1) from None
+    except BootcPyError as exc:
+        typer.echo(f"bootc-py live installer: failed: {exc.message}. The live system stays "
+                   "up: log in on the console (journalctl -u bootc-py-live-install).",
+                   err=True)
+        raise
     typer.echo(f"bootc-py live installer: installed onto {done.disk}", err=True)
     typer.echo(done.summary)
     if done.finish and not no_finish:
