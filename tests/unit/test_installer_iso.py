@@ -112,3 +112,40 @@ def test_build_refusals_before_any_pull(args: list[str], message: str,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and "Traceback" not in err
+
+
+def test_ipxe_script_names_files_relative_to_itself() -> None:
+    from bootc_py.artifacts.pxe import render_ipxe
+
+    lines = render_ipxe(("rd.debug",)).splitlines()
+    assert lines[0] == "#!ipxe"
+    kernel = next(x for x in lines if x.startswith("kernel "))
+    assert kernel.startswith("kernel vmlinuz ")
+    assert "root=live:/rootfs.img rd.live.image rd.live.overlay.overlayfs=1" in kernel
+    assert kernel.endswith(" bootc-py.live-install rd.debug")
+    # the live root rides as a second initrd, wrapped into a cpio archive by iPXE
+    assert "initrd initrd.img" in lines and "initrd rootfs.img /rootfs.img" in lines
+    assert lines[-1] == "boot"
+    assert not any("://" in x for x in lines)  # nothing names a server
+
+
+def test_pxe_grub_cfg_wraps_the_live_root_with_newc() -> None:
+    from bootc_py.artifacts.pxe import render_grub_cfg as pxe_grub
+
+    cfg = pxe_grub("Sample OS", timeout=5)
+    assert cfg.count("initrd initrd.img newc:/rootfs.img:rootfs.img") == 2
+    install, rescue = cfg.split("menuentry ")[1:]
+    assert "bootc-py.live-install" in install and "bootc-py.live-install" not in rescue
+
+
+def test_a_pxe_live_root_carries_its_own_medium(tmp_path: Path) -> None:
+    from bootc_py.installer.live import read_medium
+
+    inside = tmp_path / "usr/lib/bootc-py/medium"
+    (inside / "bootc-py").mkdir(parents=True)
+    (inside / "bootc-py/install.json").write_text('{"payload": "bootc-py/payload:install"}')
+    medium = read_medium(tmp_path / "run/initramfs/live", inside)
+    assert medium.root == inside and medium.device is None
+    assert medium.record["payload"] == "bootc-py/payload:install"
+    with pytest.raises(UsageError, match="no installer medium at"):
+        read_medium(tmp_path / "run/initramfs/live", tmp_path / "nothing")
