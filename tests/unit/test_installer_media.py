@@ -1,6 +1,6 @@
-"""The installer ISO's pure parts: its GRUB menu, the live installer's choice of kickstart
-and disk, and the build's refusals that need no image (tests/vm/test_installer_iso.py boots
-the real thing)."""
+"""The installer media's pure parts: the ISO's GRUB menu, the PXE bundle's scripts, the live
+installer's choice of kickstart and disk, and the build's refusals that need no image
+(tests/vm/test_installer_iso.py and test_installer_pxe.py boot the real thing)."""
 
 from __future__ import annotations
 
