@@ -9,7 +9,6 @@ import <= 0.25x the cold v1 import. Run as root: .venv/bin/python benchmarks/ins
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+
+from progress_steps import run_steps  # noqa: E402
 
 from bootc_py.disk.loop import LoopDevice, create_sparse  # noqa: E402
 from bootc_py.disk.mount import Mount  # noqa: E402
@@ -60,30 +62,13 @@ def floor(oci: Path, tag: str, work: Path) -> float:
 def install(ref: str, work: Path) -> tuple[float, dict[str, float]]:
     disk = work / "install.raw"
     cache = work / "install-cache"
-    read_fd, write_fd = os.pipe()
     drop_caches()
-    start = time.monotonic()
-    proc = subprocess.Popen([str(BOOTC_PY), "--progress-fd", str(write_fd), "install", "to-disk",
-                             "--via-loopback", "--disk-size", str(DISK_SIZE), "--cache-dir",
-                             str(cache), "--source-imgref", ref, str(disk)],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as events:
-        lines = events.read().splitlines()
-    _, err = proc.communicate()
-    os.sync()  # as the floor does: the disk image's bytes are on disk, not just in page cache
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"install failed:\n{err[-2000:]}")
-    steps: dict[str, float] = {}
-    for line in lines:
-        event = json.loads(line)
-        if event.get("type") == "ProgressSteps" and "elapsed" in event:
-            steps[event["task"]] = event["elapsed"]
+    result = run_steps(BOOTC_PY, ["install", "to-disk", "--via-loopback", "--disk-size",
+                                  str(DISK_SIZE), "--cache-dir", str(cache), "--source-imgref",
+                                  ref, str(disk)])
     disk.unlink()
     shutil.rmtree(cache, ignore_errors=True)
-    return elapsed, steps
+    return result
 
 
 def imports(oci: Path, work: Path) -> tuple[float, float]:

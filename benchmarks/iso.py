@@ -7,7 +7,6 @@ Run as root: .venv/bin/python benchmarks/iso.py
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "vm-fixtures"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 BOOTC_PY = Path(sys.executable).parent / "bootc-py"
+
+from progress_steps import run_steps  # noqa: E402
 
 from bootc_py.image.flatten import unpack  # noqa: E402
 from bootc_py.image.ref import parse_imgref  # noqa: E402
@@ -31,26 +33,8 @@ def sh(*argv: str) -> None:
 
 
 def build(ref: str, cache: Path, out: Path) -> tuple[float, dict[str, float]]:
-    read_fd, write_fd = os.pipe()
-    start = time.monotonic()
-    proc = subprocess.Popen([str(BOOTC_PY), "--progress-fd", str(write_fd), "build", "--type",
-                             "iso", "--output", str(out), "--cache-dir", str(cache), ref],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as events:
-        lines = events.read().splitlines()
-    _, err = proc.communicate()
-    os.sync()
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"build failed:\n{err[-2000:]}")
-    steps: dict[str, float] = {}
-    for line in lines:
-        event = json.loads(line)
-        if event.get("type") == "ProgressSteps" and "elapsed" in event:
-            steps[event["task"]] = event["elapsed"]
-    return elapsed, steps
+    return run_steps(BOOTC_PY, ["build", "--type", "iso", "--output", str(out),
+                                "--cache-dir", str(cache), ref])
 
 
 def floor(ref: str, cache: Path, work: Path) -> float:

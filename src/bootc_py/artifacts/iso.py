@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from bootc_py import log as steplog
@@ -119,33 +118,23 @@ def _xorriso(tree: Path, out: Path, volid: str, hybrid: Path) -> None:
 
 def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:
     """Write output/bootiso/install.iso; nothing is left behind on failure."""
-    out_dir = output / ISO_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / ISO_NAME
-    out.unlink(missing_ok=True)
-    partial = out_dir / f".{ISO_NAME}.partial"
-    with tempfile.TemporaryDirectory(prefix=".bootc-py-iso-", dir=output) as tmp:
-        work = Path(tmp)
+    with livesys.medium_build(output, ISO_DIR, ISO_NAME) as (work, partial):
         tree = work / "tree"
         (tree / "boot").mkdir(parents=True)
-        try:
-            live = livesys.build_live(image, work)
-            shutil.copyfile(live.kernel, tree / "boot/vmlinuz")
-            shutil.move(live.initrd, tree / "boot/initrd.img")
-            with steplog.step("grub", "Writing GRUB for BIOS and UEFI"):
-                hybrid_src = _grub_images(live.rootfs, tree, work)
-                hybrid = work / "boot_hybrid.img"
-                shutil.copyfile(hybrid_src, hybrid)
-                title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
-                (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
-                    opts.volume_id, timeout=livesys.menu_timeout(live.rootfs), title=title,
-                    live_kargs=opts.live_kargs))
-            livesys.squash(live, tree / "LiveOS/squashfs.img")
-            shutil.rmtree(live.rootfs)
-            write_medium(image, tree, opts)
-            with steplog.step("iso", f"Writing {ISO_NAME} (xorriso)"):
-                _xorriso(tree, partial, opts.volume_id, hybrid)
-            partial.rename(out)
-        finally:
-            partial.unlink(missing_ok=True)
-    return out
+        live = livesys.build_live(image, work)
+        shutil.copyfile(live.kernel, tree / "boot/vmlinuz")
+        shutil.move(live.initrd, tree / "boot/initrd.img")
+        with steplog.step("grub", "Writing GRUB for BIOS and UEFI"):
+            hybrid_src = _grub_images(live.rootfs, tree, work)
+            hybrid = work / "boot_hybrid.img"
+            shutil.copyfile(hybrid_src, hybrid)
+            title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
+            (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
+                opts.volume_id, timeout=livesys.menu_timeout(live.rootfs), title=title,
+                live_kargs=opts.live_kargs))
+        livesys.squash(live, tree / "LiveOS/squashfs.img")
+        shutil.rmtree(live.rootfs)
+        write_medium(image, tree, opts)
+        with steplog.step("iso", f"Writing {ISO_NAME} (xorriso)"):
+            _xorriso(tree, partial, opts.volume_id, hybrid)
+    return output / ISO_DIR / ISO_NAME

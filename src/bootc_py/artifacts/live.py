@@ -14,7 +14,9 @@ import json
 import logging
 import re
 import shutil
-from contextlib import ExitStack
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +147,24 @@ def _build_initrd(rootfs: Path, kver: str, out: Path) -> None:
             timeout=1800)
     shutil.move(rootfs / INITRD_IN_CHROOT, out)
     shutil.rmtree(module)
+
+
+@contextmanager
+def medium_build(output: Path, directory: str, name: str) -> Iterator[tuple[Path, Path]]:
+    """(work dir, partial file) for writing output/directory/name: the work dir is removed
+    afterwards, the partial file renamed into place only if the block succeeds, so a failed
+    or interrupted build leaves neither a half-written artifact nor its temporary tree."""
+    out_dir = output / directory
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / name
+    out.unlink(missing_ok=True)
+    partial = out_dir / f".{name}.partial"
+    with tempfile.TemporaryDirectory(prefix=f".bootc-py-{directory}-", dir=output) as tmp:
+        try:
+            yield Path(tmp), partial
+            partial.rename(out)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def build_live(image: Image, work: Path) -> LiveSystem:

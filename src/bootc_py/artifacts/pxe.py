@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from bootc_py import log as steplog
@@ -64,30 +63,20 @@ def render_grub_cfg(title: str, *, timeout: int, live_kargs: tuple[str, ...] = (
 
 def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
     """Write output/xz/pxe.tar.xz; nothing is left behind on failure."""
-    out_dir = output / PXE_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / PXE_NAME
-    out.unlink(missing_ok=True)
-    partial = out_dir / f".{PXE_NAME}.partial"
-    with tempfile.TemporaryDirectory(prefix=".bootc-py-pxe-", dir=output) as tmp:
-        work = Path(tmp)
+    with livesys.medium_build(output, PXE_DIR, PXE_NAME) as (work, partial):
         bundle = work / "bundle"
         bundle.mkdir()
-        try:
-            live = livesys.build_live(image, work)
-            shutil.copyfile(live.kernel, bundle / "vmlinuz")
-            shutil.move(live.initrd, bundle / "initrd.img")
-            livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
-            title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
-            (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
-            (bundle / "grub.cfg").write_text(render_grub_cfg(
-                title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
-            livesys.squash(live, bundle / "rootfs.img")
-            shutil.rmtree(live.rootfs)
-            with steplog.step("tar", f"Writing {PXE_NAME}"):
-                run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -0",
-                     "-cf", str(partial), *FILES], timeout=3600)
-            partial.rename(out)
-        finally:
-            partial.unlink(missing_ok=True)
-    return out
+        live = livesys.build_live(image, work)
+        shutil.copyfile(live.kernel, bundle / "vmlinuz")
+        shutil.move(live.initrd, bundle / "initrd.img")
+        livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
+        title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
+        (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
+        (bundle / "grub.cfg").write_text(render_grub_cfg(
+            title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
+        livesys.squash(live, bundle / "rootfs.img")
+        shutil.rmtree(live.rootfs)
+        with steplog.step("tar", f"Writing {PXE_NAME}"):
+            run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -0",
+                 "-cf", str(partial), *FILES], timeout=3600)
+    return output / PXE_DIR / PXE_NAME
