@@ -48,8 +48,6 @@ def http_root(directory: Path) -> Iterator[tuple[int, list[str]]]:
         server.server_close()
 
 
-# New; not yet seen passing. Deselected until it passes.
-@pytest.mark.unproven
 @pytest.mark.timeout(3600)
 def test_pxe_bundle_over_http_installs_and_the_disk_boots(
         sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
