@@ -46,7 +46,7 @@ def floor(ref: str, cache: Path, work: Path) -> float:
     (tree / "LiveOS").mkdir(parents=True)
     start = time.monotonic()
     sh("mksquashfs", str(rootfs), str(tree / "LiveOS/squashfs.img"), "-noappend", "-quiet",
-       "-no-progress", "-comp", "zstd", "-b", "1M", "-xattrs")
+       "-no-progress", "-comp", "zstd", "-Xcompression-level", "3", "-b", "1M", "-xattrs")
     for layer in image.layers:
         shutil.copyfile(image.blob_path(layer.digest), tree / layer.digest.split(":")[1])
     sh("xorriso", "-as", "mkisofs", "-iso-level", "3", "-R", "-V", "FLOOR", "-o",

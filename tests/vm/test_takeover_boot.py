@@ -176,6 +176,8 @@ AFTER_RESET = """cat /etc/bootc-py-reset-marker 2>/dev/null || echo etc-is-fresh
 cat /var/lib/bootc-py-reset/x 2>/dev/null || echo var-is-fresh
 cat /sysroot/ostree/deploy/default/var/lib/bootc-py-reset/x
 grep ^variant= /etc/bootc-py-fixture/variant.conf
+bootc-py install to-existing-root --acknowledge-destructive --source-imgref oci:/none:v1 / \
+    2>&1 | grep '^error: ' || true
 """
 
 
@@ -199,7 +201,9 @@ def test_reset_boots_a_fresh_stateroot_and_keeps_the_old_as_rollback(
     out = after["script"]["stdout"].splitlines()
     # /etc from the image (its own files, none of the old one's changes), /var new; the old
     # stateroot's /var is still there.
-    assert out == ["etc-is-fresh", "var-is-fresh", "before-reset", "variant=v1"], out
+    assert out[:4] == ["etc-is-fresh", "var-is-fresh", "before-reset", "variant=v1"], out
+    # A takeover of a host that is already an ostree system is refused before anything else.
+    assert out[4].startswith("error: / is already an ostree system (found /"), out
     assert after["mounts"]["/boot"]["fstype"] == "ext4"  # fstab carried: /boot mounted
     status = after["bootc_py"]["status"]["status"]
     assert status["booted"]["image"]["imageDigest"] == sample_images.manifest_digest("v1")

@@ -76,6 +76,8 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
             title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
         livesys.squash(live, bundle / "rootfs.img")
         shutil.rmtree(live.rootfs)
+        # xz because bootc-image-builder names it .tar.xz; preset 0, since the squashfs and the
+        # payload are compressed already (13 s instead of 34 s at -1, measured on the sample).
         with steplog.step("tar", f"Writing {PXE_NAME}"):
             run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -0",
                  "-cf", str(partial), *FILES], timeout=3600)
