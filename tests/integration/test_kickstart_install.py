@@ -308,3 +308,36 @@ def test_build_with_a_kickstart_shapes_the_disk_image(
         entry = next((mnt / "boot/loader/entries").glob("*.conf")).read_text()
         assert "console=ttyS0,115200n8 ks.build=1 from.cli=1" in entry
         assert "set timeout=2\n" in (mnt / "boot/grub/grub.cfg").read_text()
+
+
+ATTACHED_KS = """\
+bootc --source-imgref {image}
+zerombr
+clearpart --all --initlabel
+autopart --type=plain
+%pre
+touch {marker}
+%end
+"""
+
+
+def test_an_image_file_still_attached_is_refused_before_pre_and_the_pull(
+        image: str, tmp_path: Path) -> None:
+    # Issue 11's silent corruption, through the kickstart path: a file an earlier (killed)
+    # install left attached must not be reformatted through a second loop device.
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 4 << 30)
+    marker = tmp_path / "pre-ran"
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(ATTACHED_KS.format(image=image, marker=marker))
+    cache = tmp_path / "cache"
+    with LoopDevice(disk) as loop:
+        res = run_cli("install", "kickstart", "--via-loopback", str(disk), "--cache-dir",
+                      str(cache), str(ks))
+        assert res.returncode != 0
+        errors = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+        assert errors == [f"error: {disk} is already attached to the loop device {loop.path}"]
+    assert not marker.exists()  # %pre did not run
+    assert not any(cache.rglob("sha256*"))  # nothing was pulled
+    assert disk.stat().st_blocks == 0  # nothing was written

@@ -149,3 +149,17 @@ def test_a_pxe_live_root_carries_its_own_medium(tmp_path: Path) -> None:
     assert medium.record["payload"] == "bootc-py/payload:install"
     with pytest.raises(UsageError, match="no installer medium at"):
         read_medium(tmp_path / "run/initramfs/live", tmp_path / "nothing")
+
+
+def test_the_only_empty_disk_not_ignored_by_the_kickstart_is_chosen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootc_py.installer import live
+
+    disks = {"blockdevices": [{"name": "/dev/vda", "type": "disk", "ro": False},
+                              {"name": "/dev/vdb", "type": "disk", "ro": False}]}
+    monkeypatch.setattr(live, "_list_disks", lambda: disks)
+    pxe = Medium(Path("/usr/lib/bootc-py/medium"), {}, None)
+    with pytest.raises(UsageError, match=r"several empty disks \(/dev/vda, /dev/vdb\)"):
+        live.choose_disk(None, pxe)
+    assert live.choose_disk(None, pxe, skip=("/dev/vda",)) == "/dev/vdb"
+    assert live.choose_disk("/dev/vda", pxe) == "/dev/vda"

@@ -134,7 +134,9 @@ def _list_disks() -> dict[str, Any]:
     return data
 
 
-def choose_disk(named: str | None, medium: Medium) -> str:
+def choose_disk(named: str | None, medium: Medium, skip: tuple[str, ...] = ()) -> str:
+    """The kickstart's disk, else the only empty one; never the medium nor a disk the
+    kickstart ignores (ignoredisk --drives)."""
     medium_disk = _whole_disk(medium.device) if medium.device else None
     exclude = {d for d in (medium.device, medium_disk) if d}
     if named:
@@ -143,7 +145,7 @@ def choose_disk(named: str | None, medium: Medium) -> str:
             raise UsageError(f"{named} is the installer medium itself",
                              "name another disk in the kickstart (ignoredisk --only-use)")
         return named
-    disks = empty_disks(_list_disks(), exclude)
+    disks = empty_disks(_list_disks(), exclude | set(skip))
     if not disks:
         raise UsageError("no empty disk to install to",
                          "attach one, or name a disk in the kickstart (ignoredisk --only-use)")
@@ -215,7 +217,7 @@ def install_live(cmdline: str | None = None, medium_root: Path = MEDIUM) -> Live
         if kargs:
             plan = replace(plan, options=replace(plan.options,
                                                  kargs=(*plan.options.kargs, *kargs)))
-        disk = choose_disk(plan.target.disk, medium)
+        disk = choose_disk(plan.target.disk, medium, plan.target.skip)
         log.info("installing %s onto %s", plan.options.source_imgref, disk)
         done = apply.install(plan, Path(disk), via_loopback=False)
     for warning in (*plan.warnings, *done.warnings):

@@ -53,7 +53,7 @@ def _plan_partitions(prepared: PreparedImage, device_size: int, sector_size: int
                      bootloader=opts.bootloader, bios=True, uefi=True)
 
 
-def _check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool) -> None:
+def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool) -> None:
     """Everything that needs no image bytes, so a mistyped /dev/sdx costs no download."""
     if opts.target_imgref:
         parse_imgref(opts.target_imgref)
@@ -72,7 +72,7 @@ def _check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool
         checks.check_image_file_free(device, [discover.disk_info(d) for d in loops_of(device)])
 
 
-def _check_room_for(file: Path, unpacked_bytes: int) -> None:
+def check_room_for(file: Path, unpacked_bytes: int) -> None:
     """A sparse image file only takes what is written, but at least the OS tree is."""
     parent = file.parent if file.parent.exists() else mountpoint_of(file)
     if shutil.disk_usage(parent).free < unpacked_bytes:
@@ -81,7 +81,7 @@ def _check_room_for(file: Path, unpacked_bytes: int) -> None:
 
 def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
                     dry_run: bool = False) -> DiskInstall:
-    _check_before_pull(device, opts, via_loopback=via_loopback)
+    check_before_pull(device, opts, via_loopback=via_loopback)
     prepared = prepare(opts)
     size = opts.disk_size or default_disk_size(prepared.summary.unpacked_bytes)
     created = False
@@ -89,7 +89,7 @@ def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = 
         if dry_run:
             parts = _plan_partitions(prepared, size, 512, opts)
             return DiskInstall(replace(prepared.plan, device=device, partitions=parts), None)
-        _check_room_for(device, prepared.summary.unpacked_bytes)
+        check_room_for(device, prepared.summary.unpacked_bytes)
         create_sparse(device, size)
         created = True
         log.info("created %s (%.1f GiB, sparse)", device, size / GiB)

@@ -27,7 +27,7 @@ from bootc_py.installer.chroot import ChrootableTarget
 from bootc_py.installer.deploy import TargetFilesystems, finish, install_into
 from bootc_py.installer.plan import BootloaderChoice, InstallPlan
 from bootc_py.installer.prepare import prepare
-from bootc_py.installer.to_disk import default_disk_size
+from bootc_py.installer.to_disk import check_before_pull, check_room_for, default_disk_size
 from bootc_py.kickstart import etc
 from bootc_py.kickstart.translate import KickstartPlan, ScriptPlan
 from bootc_py.run import run
@@ -106,6 +106,10 @@ def install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kicksta
         # lvcreate would fail after the disk is already partitioned: refuse before anything.
         raise DiskError("the kickstart's layout uses LVM, but this kernel has no device-mapper "
                         "driver (not in /proc/misc)", "modprobe dm_mod, or use part/btrfs")
+    # What needs no image bytes, before %pre and the pull (as install to-disk does): a disk
+    # image file still attached or mounted (reformatting it would corrupt the live mounts),
+    # a busy or mistyped disk, --disk-size on an existing file.
+    check_before_pull(device, plan.options, via_loopback=via_loopback)
     for script in plan.scripts_of("pre"):  # before any disk is touched
         run_script(script)
     try:
@@ -129,6 +133,7 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
             raise UsageError(f"{device} is not a regular file",
                              "--via-loopback installs into a disk image file")
         if not device.exists():
+            check_room_for(device, prepared.summary.unpacked_bytes)
             create_sparse(device, opts.disk_size or default_disk_size(
                 prepared.summary.unpacked_bytes))
             created = True
