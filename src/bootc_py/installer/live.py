@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bootc_py.artifacts import live as media
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import UsageError
 from bootc_py.run import output, run
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 
 MEDIUM = Path("/run/initramfs/live")
 # A PXE bundle has no medium: its live root carries the record and the payload itself.
-IN_LIVE_ROOT = Path("/usr/lib/bootc-py/medium")
-RECORD = "bootc-py/install.json"
+# The layout is the one artifacts/live.py writes.
+IN_LIVE_ROOT = Path("/") / media.IN_LIVE_ROOT
+RECORD = media.INSTALL_RECORD
 CMDLINE = Path("/proc/cmdline")
 # bootc-image-builder's default for its installer ISOs: the whole (only) disk, LVM, reboot.
 DEFAULT_KICKSTART = """\
