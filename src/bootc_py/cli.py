@@ -28,7 +28,7 @@ from bootc_py.commands import (
     update,
 )
 from bootc_py.errors import BootcPyError
-from bootc_py.nospace import mountpoint_of
+from bootc_py.nospace import no_space
 
 app = typer.Typer(
     name="bootc-py",
@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        where = (f" the filesystem at {mountpoint_of(Path(exc.filename))} (writing "
-                 f"{exc.filename})" if exc.filename else " device")
-        print(f"error: no space left on{where}", file=sys.stderr)
+        if not exc.filename:
+            print("error: no space left on device", file=sys.stderr)
+            sys.exit(1)
+        full = no_space(Path(exc.filename), None, f"writing {exc.filename}")
+        print(f"error: {full.message}\nhint: {full.hint}", file=sys.stderr)
         sys.exit(1)
     # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.
     if isinstance(result, int) and result != 0:

@@ -132,3 +132,20 @@ def test_status_sysroot_errors_name_the_path(tmp_path: Path, where: str, why: st
     res = run_cli("status", "--sysroot", str(path))
     assert res.returncode == 2
     assert one_line_error(res.stderr) == f"error: --sysroot {path} {why}"
+
+
+def test_a_full_target_filesystem_is_one_line_naming_it_and_its_free_space(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    """ENOSPC while a layer is written (`image unpack` into a 1 MiB filesystem) names the
+    filesystem, the file, its size and the room left, with what to do."""
+    target = tmp_path / "target"
+    target.mkdir()
+    with Mount("tmpfs", target, fstype="tmpfs", options=("size=1m",)):
+        res = run_cli("image", "unpack", "--cache-dir", str(synthetic.cache),
+                      synthetic.ref("v1"), str(target / "root"))
+        assert res.returncode == 1
+        line = one_line_error(res.stderr)
+        assert line.startswith(f"error: no space left on the filesystem at {target}: layer "
+                               "sha256:"), line
+        assert ": writing '" in line and line.endswith(" free"), line
+        assert "hint: free some space there" in res.stderr

@@ -105,3 +105,18 @@ def test_mistyped_transport_names_the_transports(text: str, prefix: str) -> None
 @pytest.mark.parametrize("text", ["fedora:40", "localhost:5000/x:1", "[::1]:5000/img"])
 def test_name_tag_and_host_port_are_not_taken_for_transports(text: str) -> None:
     assert parse_imgref(text).transport.value == "registry"
+
+
+@pytest.mark.parametrize(("text", "short"), [
+    ("nosuchtransport:thing", True), ("fedora", True), ("quay.io/fedora/fedora:40", False),
+    ("docker.io/library/debian:12", False), ("docker://fedora:40", False),
+    ("registry:fedora", False), ("localhost:5000/x:1", False)])
+def test_a_name_without_transport_or_host_is_marked_as_read_from_docker_hub(
+        text: str, short: bool) -> None:
+    """A failed pull of such a name says it was read as Docker Hub's (issue 11); the mark
+    does not make two spellings of one image unequal."""
+    ref = parse_imgref(text)
+    assert ref.short_name is short
+    if short:
+        assert ref == parse_imgref(f"docker://{ref.name}:{ref.tag}")
+        assert f"Docker Hub image {ref}" in ref.short_name_hint

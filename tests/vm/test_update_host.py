@@ -8,15 +8,16 @@ guest's network (systemd-networkd, DHCP) and marks the registry insecure in
 /etc/containers/registries.conf.d; both persist in /etc.
 
 Cold boots (about 90-120 s each under TCG on the shared machine):
-- test_upgrade_rollback_switch_and_the_timer: 7 boots
+- test_upgrade_rollback_switch_and_the_timer: 6 boots
     1 v1: `upgrade --check --json` (v2's digest, no layer fetched), `status` (cachedUpdate),
       `upgrade` (exactly v2's top layer fetched), local /etc and /var changes
     2 v2 booted, v1 rollback, /etc merged, /var kept; `rollback`
-    3 v1 booted; `switch` to another tag
-    4 that tag booted; a test drop-in shortens the timer (effective next boot)
-    5 nobody touches the host: the timer upgrades and reboots it (qemu ends on the reboot)
-    6 the new image booted; policy `apply = "stage"`
-    7 nobody touches the host: the timer stages, does not reboot
+    3 v1 booted; `switch` to another tag, then a test drop-in that shortens the timer, written
+      after the switch staged: finalize at shutdown merges it into the new deployment's /etc
+    4 that tag booted (check report) and nobody touches the host: the timer upgrades and
+      reboots it (qemu ends on the reboot)
+    5 the new image booted; policy `apply = "stage"`
+    6 nobody touches the host: the timer stages, does not reboot
 - the power-cut and disk-full proof is tests/vm/test_update_powercut.py.
 """
 
@@ -244,13 +245,14 @@ bootc-py rollback >&2
     assert booted_status(second)["status"]["rollbackQueued"] is True
 
     # Boot 3: the rollback booted v1. Then switch to another tag (v2 pushed there: its layers
-    # are all on the host already, so nothing is fetched).
+    # are all on the host already, so nothing is fetched). The timer drop-ins are written
+    # after the switch staged: they reach the new deployment through finalize's /etc merge.
     h.push("v2", "other")
     third = h.boot("rolled-back", SHOW_CHANGES + f"""
 mark switch-start
 bootc-py switch {OTHER} >&2
 mark switch-done
-""")
+""" + TIMER_DROPINS)
     assert third["variant"] == "v1"
     assert sections(third)["files"].split("\n")[1:3] == ["variant=v1", "local-etc"]
     assert h.layer_fetches("switch-start", "switch-done") == []
@@ -258,43 +260,43 @@ mark switch-done
     assert image_of(status["booted"]) == (STABLE, v1)
     assert image_of(status["staged"]) == (OTHER, v2)
 
-    # Boot 4: the other tag booted. The test drop-ins for the timer take effect next boot.
-    fourth = h.boot("switched", TIMER_DROPINS)
-    assert fourth["variant"] == "v2"
-    host_status = booted_status(fourth)
-    assert image_of(host_status["status"]["booted"]) == (OTHER, v2)
-    assert host_status["spec"]["image"]["image"] == OTHER
     the_timer_updates_an_untouched_host(h)
 
 
 def the_timer_updates_an_untouched_host(h: Host) -> None:
-    """Boots 5-7: the host follows OTHER (v2 booted) and has the test drop-ins."""
+    """Boots 4-6: the host has switched to OTHER (v2, staged) and has the test drop-ins."""
     v1, v2 = h.images.manifest_digest("v1"), h.images.manifest_digest("v2")
 
-    # Boot 5: a new image on the followed tag; nobody touches the host. The timer fetches,
-    # stages and reboots (-no-reboot: qemu ends when the guest reboots).
+    # Boot 4: the other tag booted, with the drop-ins written after the switch. A new image
+    # on the followed tag; nobody touches the host. The timer fetches, stages and reboots
+    # (-no-reboot: qemu ends when the guest reboots).
     h.push("v1", "other")
-    with h.vm("timer-reboots", None, poweroff=False) as vm:
+    with h.vm("switched-timer-reboots", None, poweroff=False) as vm:
+        fourth = vm.check(BOOT_TIMEOUT)
+        assert fourth["variant"] == "v2"
+        host_status = booted_status(fourth)
+        assert image_of(host_status["status"]["booted"]) == (OTHER, v2)
+        assert host_status["spec"]["image"]["image"] == OTHER
         vm.wait_for(r"update agent: reboot: ", BOOT_TIMEOUT, "the agent deciding to reboot")
         assert vm.wait_exit(300) == 0
         assert re.search(r"reboot", vm.serial_tail(40), re.I)
 
-    # Boot 6: the timer's update booted. Stage-only from now on.
-    sixth = h.boot("timer-updated", """mkdir -p /etc/bootc-py
+    # Boot 5: the timer's update booted. Stage-only from now on.
+    fifth = h.boot("timer-updated", """mkdir -p /etc/bootc-py
 printf 'apply = "stage"\\n' > /etc/bootc-py/updates.toml
 """)
-    assert sixth["variant"] == "v1"
-    assert image_of(booted_status(sixth)["status"]["booted"]) == (OTHER, v1)
+    assert fifth["variant"] == "v1"
+    assert image_of(booted_status(fifth)["status"]["booted"]) == (OTHER, v1)
 
-    # Boot 7: another new image; nobody touches the host. The timer stages it and the host
+    # Boot 6: another new image; nobody touches the host. The timer stages it and the host
     # keeps running (the report comes after the agent finished).
     h.push("v2", "other")
-    seventh = h.boot("timer-stages", AWAIT_AGENT)
-    assert seventh["variant"] == "v1"
-    agent = sections(seventh)["agent"]
+    sixth = h.boot("timer-stages", AWAIT_AGENT)
+    assert sixth["variant"] == "v1"
+    agent = sections(sixth)["agent"]
     assert agent.startswith("success\n"), agent
     assert "leave-staged" in agent and 'apply = "stage"' in agent, agent
-    status = booted_status(seventh)["status"]
+    status = booted_status(sixth)["status"]
     assert image_of(status["booted"]) == (OTHER, v1)
     assert image_of(status["staged"]) == (OTHER, v2)
-    assert seventh["failed_units"] == []
+    assert sixth["failed_units"] == []

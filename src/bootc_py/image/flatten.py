@@ -48,6 +48,7 @@ from bootc_py.image.tarstream import (
     decompressed_chunks,
     sniff,
 )
+from bootc_py.nospace import no_space
 
 if TYPE_CHECKING:
     from bootc_py.image.source import Image
@@ -439,6 +440,9 @@ def apply_layer(blob: Path, media_type: str, dest: Path, *,
                 try:
                     applier.apply(entry, reader)
                 except OSError as exc:
+                    if exc.errno == errno.ENOSPC:
+                        raise no_space(dest, entry.size or None,
+                                       f"{what}: writing '{entry.name}'") from exc
                     raise ImageError(f"{what}: cannot write '{entry.name}': "
                                      f"{exc.strerror or exc}") from exc
             applier.finish()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from bootc_py.errors import ImageRefError
@@ -62,6 +62,9 @@ class ImageRef:
     name: str
     tag: str | None = None
     digest: str | None = None
+    # Written with neither a transport nor a registry host ('fedora', 'nosuch:thing'): read
+    # as a Docker Hub name, which a failed pull should say (it may have been a typo).
+    short_name: bool = field(default=False, compare=False, repr=False)
 
     @property
     def registry(self) -> str:
@@ -82,7 +85,14 @@ class ImageRef:
 
     def with_digest(self, digest: str) -> ImageRef:
         """The same image pinned to a manifest digest (registry transport)."""
-        return ImageRef(self.transport, self.name, None, digest)
+        return ImageRef(self.transport, self.name, None, digest, self.short_name)
+
+    @property
+    def short_name_hint(self) -> str:
+        """Why a registry error names Docker Hub, for a reference written without a host."""
+        known = ", ".join(f"{t.value}:" for t in Transport)
+        return (f"the reference names neither a transport nor a registry host, so it was read "
+                f"as the Docker Hub image {self}; other transports: docker://, {known}")
 
     def __str__(self) -> str:
         t = self.transport
@@ -204,7 +214,9 @@ def parse_imgref(text: str) -> ImageRef:
         raise ImageRefError(f"invalid image reference '{text}': unknown transport "
                             f"'{transport}:' (transports: docker://, {known})",
                             hint="a registry image without a transport is NAME[:TAG]")
-    return _parse_registry(text, text)
+    ref = _parse_registry(text, text)
+    return replace(ref, short_name=True) if ref.registry == DEFAULT_REGISTRY and \
+        not text.startswith(DEFAULT_REGISTRY + "/") else ref
 
 
 def _looks_like_transport(prefix: str, body: str) -> bool:

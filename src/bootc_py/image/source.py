@@ -265,7 +265,12 @@ class _RegistryFetcher:
         for client in self.clients:
             if not client.source.mirror:
                 self.client = client
-                return client.get_manifest(self.ref.reference)
+                try:
+                    return client.get_manifest(self.ref.reference)
+                except BootcPyError as exc:
+                    if self.ref.short_name:
+                        exc.hint = "; ".join(filter(None, [self.ref.short_name_hint, exc.hint]))
+                    raise
             try:
                 found = client.get_manifest(self.ref.reference)
             except BootcPyError as exc:

@@ -215,6 +215,27 @@ def test_registry_down(opts: PullOptions) -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_a_name_without_transport_or_host_that_fails_says_it_meant_docker_hub(
+        registry: Registry, opts: PullOptions, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: 'nosuchtransport:thing' is a valid Docker Hub name; when it fails the user is
+    told that is how it was read, and which transports exist (docker.io relocated to the
+    local registry, so nothing leaves 127.0.0.1)."""
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nprefix = "docker.io"\nlocation = "{registry.host}"\n'
+                    'insecure = true\n')
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    with pytest.raises(NotFoundError, match="not found") as exc:
+        pull(parse_imgref("nosuchtransport:thing"), opts)
+    hint = exc.value.hint or ""
+    assert "read as the Docker Hub image docker://docker.io/library/nosuchtransport:thing" \
+        in hint, hint
+    assert "oci-archive:" in hint and "containers-storage:" in hint, hint
+    with pytest.raises(NotFoundError) as exc:
+        pull(parse_imgref(_ref(registry, "no/such-repo:1")), opts)
+    assert "Docker Hub" not in (exc.value.hint or "")
+
+
 def test_tls_is_verified_by_default(registry: Registry, opts: PullOptions, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     ref = parse_imgref(_ref(registry, "test/small:1"))
