@@ -107,6 +107,17 @@ def test_skopeo_failure_is_translated(tmp_path: Path, name: str, message: str) -
     assert "level=fatal" not in res.stderr
 
 
+def test_missing_image_in_containers_storage_is_translated(tmp_path: Path) -> None:
+    """Real skopeo against a real (empty) container storage: its level=fatal text becomes one
+    line saying what is missing and where to look."""
+    ref = f"containers-storage:[vfs@{tmp_path}/storage+{tmp_path}/run]localhost/nope:1"
+    res = run_cli("image", "inspect", "--cache-dir", str(tmp_path / "cache"), ref)
+    assert res.returncode == 1
+    assert one_line_error(res.stderr) == f"error: {ref}: no such image in the container storage"
+    assert "hint: list the images there with 'podman images'" in res.stderr
+    assert "level=fatal" not in res.stderr
+
+
 def test_status_on_a_host_bootc_py_did_not_deploy_says_so_and_exits_0() -> None:
     assert not Path("/ostree/repo").exists(), "this test needs a host that is not an install"
     res = run_cli("status")
