@@ -44,6 +44,12 @@ class SyntheticImages:
     def ref(self, tag: str) -> str:
         return f"oci:{self.layout}:{tag}"
 
+    def manifest_digest(self, tag: str) -> str:
+        """The digest the layout's index gives the image tagged `tag`."""
+        index = json.loads((self.layout / "index.json").read_text())
+        return next(str(m["digest"]) for m in index["manifests"]
+                    if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+
 
 Tree = Callable[[Path], None]
 
