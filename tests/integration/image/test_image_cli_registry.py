@@ -95,7 +95,10 @@ def test_error_messages(registry: Registry, auth_registry: Registry, cache: Path
         "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
     code, out, err = _run(capsys, "-vv", "image", "pull", "--tls-verify=false", "--authfile",
                           str(good), f"docker://{auth_registry.host}/private/small:1")
-    assert code == 0 and out.startswith("sha256:")
+    peer = json.loads(output(["skopeo", "inspect", "--tls-verify=false", "--creds",
+                              f"{USER}:{PASSWORD}",
+                              f"docker://{auth_registry.host}/private/small:1"]))
+    assert code == 0 and out.split()[0] == peer["Digest"], (out, peer["Digest"])
     assert PASSWORD not in err and base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() \
         not in err  # even at debug level
     code, _, err = _run(capsys, "image", "pull", "--tls-verify=false",
