@@ -1,6 +1,7 @@
-"""The bootc way: `podman run --privileged ... IMAGE bootc-py install to-disk`, with no
---source-imgref. The bootc-py inside the sample image (Debian's python3 and libraries) reads
-its own image out of the host's container storage and installs it; the disk then boots.
+"""The bootc way: `podman run --privileged ... IMAGE bootc-py install to-disk` (and
+`to-existing-root`), with no --source-imgref. The bootc-py inside the sample image (Debian's
+python3 and libraries) reads its own image out of the host's container storage and installs
+it; the disk then boots.
 
 It lives with the VM tests because the proof is a boot.
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from bootc_py.disk.loop import LoopDevice
+from bootc_py.disk.mount import Mount
 from vmharness import Drive
 from vmharness.samples import SampleImages
 from vmharness.testing import require_tool
@@ -97,3 +100,39 @@ def test_install_from_inside_the_image(sample_images: SampleImages, podman: Call
     assert booted["image"]["imageDigest"] == own
     inspect = json.loads(sh("skopeo", "inspect", "--raw", stored))
     assert len(inspect["layers"]) == len(sample_images.layer_digests("v1"))
+
+
+def test_takeover_from_inside_the_image_then_the_disk_boots(
+        sample_images: SampleImages, podman: Callable[..., str], plain_disk_base: Path,
+        boot_check: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
+    """bootc's documented form of to-existing-root: `podman run --privileged --pid=host
+    -v /:/target -v /dev:/dev -v /var/lib/containers:/var/lib/containers IMAGE bootc-py
+    install to-existing-root`, no --source-imgref. The root given as /target here is not this
+    machine's own but vm-fixtures' plain Debian disk, on a loop device and mounted; after the
+    takeover that disk boots the image, the old system readable under /sysroot."""
+    store = tmp_path / "containers/storage"
+    runroot = short_runroot(tmp_path)
+    sh("skopeo", "copy", "--quiet", sample_images.ref("v1"),
+       f"containers-storage:[overlay@{store}+{runroot}]{NAME}")
+    disk = tmp_path / "plain.raw"
+    sh("qemu-img", "convert", "-O", "raw", str(plain_disk_base), str(disk))
+    target = tmp_path / "target"
+    with LoopDevice(disk) as loop, Mount(loop.partition(3), target):
+        old_version = (target / "etc/debian_version").read_text().strip()
+        log = podman("run", "--rm", "--privileged", "--pid=host", "--network=none",
+                     "--security-opt", "label=disable",
+                     "-v", "/dev:/dev", "-v", f"{target}:/target",
+                     "-v", f"{tmp_path / 'containers'}:/var/lib/containers", NAME,
+                     "bootc-py", "install", "to-existing-root", "--acknowledge-destructive",
+                     "--karg", "console=ttyS0,115200n8")
+        assert "alongside the system on" in log, log
+        assert (target / "etc/debian_version").read_text().strip() == old_version
+    facts = boot_check(Drive(disk), firmware="bios", name="taken-over-from-container",
+                       script="cat /sysroot/etc/debian_version\n")
+    assert facts["variant"] == "v1" and facts["failed_units"] == [], facts["failed_units"]
+    assert "/ostree/deploy/default/deploy/" in facts["mounts"]["/"]["source"]
+    assert facts["mounts"]["/usr"]["ro"] and facts["mounts"]["/etc"]["writable"]
+    assert facts["script"]["stdout"].strip() == old_version
+    booted = facts["bootc_py"]["status"]["status"]["booted"]
+    assert booted["image"]["image"] == {"image": NAME, "transport": "registry"}
+    assert booted["image"]["imageDigest"] == sample_images.manifest_digest("v1")
