@@ -46,6 +46,27 @@ def test_validate_lists_every_problem_with_its_line(capsys: pytest.CaptureFixtur
     assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
+@pytest.mark.parametrize("verb", [("kickstart", "validate"), ("install", "kickstart",
+                                                               "--dry-run")])
+def test_bootloader_append_kargs_are_checked_like_karg(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, verb: tuple[str, ...]) -> None:
+    """A second root= or an ro in `bootloader --append` would contradict the installer's own
+    root=UUID= rw: validate and --dry-run say so (with the line), as the install would."""
+    ks = tmp_path / "ks.cfg"
+    ks.write_text(GOOD + 'bootloader --append="console=ttyS0 root=/dev/sda1 ro"\n')
+    disk = tmp_path / "disk.raw"
+    args = [*verb, str(ks)] if verb[0] == "kickstart" else \
+        [*verb, "--via-loopback", str(disk), "--disk-size", "8G", str(ks)]
+    assert cli(*args) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert sorted(err) == [
+        f"{ks}:4: bootloader --append: kernel argument 'ro': the installer mounts the root "
+        "read-write ('rw'; /usr stays read-only)",
+        f"{ks}:4: bootloader --append: kernel argument 'root=/dev/sda1': the installer sets "
+        "root=UUID=<root> itself; a second root= is not allowed"]
+    assert not disk.exists()
+
+
 def test_validate_reads_stdin(capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(GOOD + "frobnicate\n"))

@@ -15,7 +15,7 @@ from bootc_py.errors import UsageError
 def check(kargs: Iterable[str], source: str) -> None:
     """Raise a one-line UsageError for the first kernel argument that cannot be installed."""
     for karg in kargs:
-        problem = _problem(karg)
+        problem = problem_of(karg)
         if problem:
             raise UsageError(f"kernel argument {karg!r} from {source}: {problem}",
                              "fix or remove it; each argument is one word, "
@@ -41,7 +41,8 @@ def words(karg: str) -> list[str]:
     return out
 
 
-def _problem(karg: str) -> str | None:
+def problem_of(karg: str) -> str | None:
+    """Why `karg` cannot be installed, or None."""
     if not karg.strip():
         return "it is empty"
     if "\n" in karg or "\r" in karg:

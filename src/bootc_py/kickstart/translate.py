@@ -28,6 +28,7 @@ from bootc_py.errors import BootcPyError, ImageRefError, UsageError
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions
 from bootc_py.installer.config import MAX_BOOTLOADER_TIMEOUT
+from bootc_py.installer.kargs import problem_of as karg_problem
 from bootc_py.installer.plan import InstallOptions
 from bootc_py.kickstart.parse import KickstartDoc, Part, Problem, Where
 
@@ -773,6 +774,9 @@ def _system(doc: KickstartDoc, pr: _Problems
             kargs = tuple(shlex.split(bl.get("append") or ""))
         except ValueError as exc:
             pr.add(bl.where, f"bootloader --append: {exc}")
+        for karg in kargs:  # the install's own check, here so validate and --dry-run say it
+            if (why := karg_problem(karg)) is not None:
+                pr.add(bl.where, f"bootloader --append: kernel argument {karg!r}: {why}")
         raw_timeout = bl.get("timeout")  # "0" counts: it boots the default at once
         timeout = int(raw_timeout) if raw_timeout is not None else None
         if timeout is not None and not 0 <= timeout <= MAX_BOOTLOADER_TIMEOUT:
