@@ -93,3 +93,18 @@ def test_qemu_accepts_disks_cdrom_network_and_fw_cfg(
     assert blocks["disk0"]["inserted"]["cache"]["no-flush"] is True     # the default: unsafe
     assert blocks["cd0"]["removable"] is True
     assert not vm.running()
+
+
+def test_a_deep_workdir_gets_a_qmp_socket_that_can_be_connected_to(
+        vm_factory: Callable[..., VM], tmp_path: Path) -> None:
+    """A socket path past sun_path's 108 bytes cannot be connected to (it failed a VM test
+    whose workdir had a long name): such a VM's QMP socket lives in a short /tmp dir, removed
+    with the VM."""
+    deep = tmp_path / ("w" * 60) / "taken-over-from-container-1"
+    vm = vm_factory(name="deep", workdir=deep, drives=[])
+    assert len(str(deep / "qmp.sock")) > 108
+    with vm:
+        assert vm.running() and vm.qmp("query-status")["status"] == "running"
+        short = vm.qmp_socket.parent
+        assert len(str(vm.qmp_socket)) < 60 and str(short).startswith("/tmp/bpy-qmp-")
+    assert not short.exists()

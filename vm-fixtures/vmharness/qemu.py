@@ -30,6 +30,9 @@ from typing import Any, Literal
 
 from vmharness.errors import VMError, VMExited, VMTimeout
 
+# sun_path holds 108 bytes with the terminating NUL.
+UNIX_PATH_MAX = 107
+
 Firmware = Literal["uefi", "bios"]
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -178,6 +181,12 @@ class VM:
         self.events: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self._short_dir: Path | None = None
+        if len(os.fsencode(self.qmp_socket)) > UNIX_PATH_MAX:
+            # A deep workdir (pytest's tmp_path + a long test name): a socket path past
+            # sun_path's 108 bytes cannot be connected to, so the socket lives in /tmp.
+            self._short_dir = Path(tempfile.mkdtemp(prefix="bpy-qmp-", dir="/tmp"))
+            self.qmp_socket = self._short_dir / "qmp.sock"
         self._qmp: Any = None
         self._stack = contextlib.ExitStack()
 
@@ -440,6 +449,8 @@ class VM:
     def close(self) -> None:
         self.pull_events()
         self._stack.close()
+        if self._short_dir is not None:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
 
     def __enter__(self) -> VM:
         return self.start()
