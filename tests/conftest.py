@@ -38,7 +38,7 @@ MEASURED_S = {
     "shutdown": 209,
     "test_install_boot.py::test_bios_grub_boots_then_follows_a_deployment_staged_at_"
     "shutdown": 185,
-    "test_kickstart_boot.py::test_lvm_kickstart_installed_from_a_running_system_boots": 180,
+    "test_kickstart_boot.py::test_lvm_kickstart_via_loopback_in_a_guest_boots": 180,
     "test_takeover_boot.py::test_takeover_bios_keeps_the_old_system_under_sysroot": 171,
     "test_install_boot.py::test_uefi_grub_boots_and_keeps_etc_and_var": 166,
     "test_install_boot.py::test_qcow2_from_build_boots": 89,

@@ -192,7 +192,7 @@ echo lvm > /etc/ks-post-marker
 def test_lvm_layout_is_planned_against_the_disk(image: str, tmp_path: Path) -> None:
     """What runs here of LVM: the plan against a real image file's size (this kernel has no
     device-mapper, so the volumes themselves are made and booted in the VM test
-    tests/vm/test_kickstart_boot.py::test_lvm_kickstart_installed_from_a_running_system_boots).
+    tests/vm/test_kickstart_boot.py::test_lvm_kickstart_via_loopback_in_a_guest_boots).
     """
     ks = tmp_path / "ks.cfg"
     ks.write_text(LVM_KS.format(image=image, vg="ksvg"))

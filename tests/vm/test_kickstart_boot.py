@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bootc_py.disk.loop import LoopDevice
+from bootc_py.disk.mount import Mount
 from vmharness import Drive
 from vmharness.samples import SampleImages
 
@@ -57,11 +59,11 @@ def test_kickstart_install_boots_with_its_effects(
 
 
 # LVM is proven here, not on the host: the host kernel has no device-mapper. A booted sample
-# system (dm_mod, lvm2, udev) installs onto its second disk from an OCI layout on a third,
-# exactly as an installer would, then that disk boots alone.
+# system (dm_mod, lvm2, udev) installs `--via-loopback` into a disk image file on its scratch
+# disk (an ext4 filesystem) from an OCI layout on a third disk; after the install no volume
+# group is active and no loop device is left; the host then boots that file alone.
 LVM_KS = """\
 bootc --source-imgref oci:/mnt/oci:v1 --target-imgref 127.0.0.1:5000/bootc-py-fixture:v1
-ignoredisk --only-use=disk/by-id/virtio-target
 zerombr
 clearpart --all --initlabel
 reqpart --add-boot
@@ -82,11 +84,14 @@ echo from-post > /etc/ks-post-marker
 GUEST_INSTALL = """set -e
 mkdir -p /mnt/oci
 mount -o ro LABEL=BPYOCI /mnt/oci
+mkdir -p /mnt/scratch
+mount LABEL=BPYSCRATCH /mnt/scratch
 cat > /tmp/ks.cfg <<'KS'
 {ks}KS
-bootc-py install kickstart /tmp/ks.cfg
+bootc-py install kickstart --via-loopback /mnt/scratch/disk.raw --disk-size 8G /tmp/ks.cfg
 echo "mapper: $(ls /dev/mapper | tr '\\n' ' ')"
-echo "active: $(lvm lvs --noheadings -o lv_name --select lv_active=active ksvg | tr -d ' ')"
+echo "loops: $(losetup -n -O NAME,BACK-FILE | tr '\\n' ' ')"
+umount /mnt/scratch
 """
 LVM_PROBE = ("hostname; id core; cat /etc/ks-post-marker; cat /var/home/core/.ssh/authorized_keys;"
              " findmnt -no SOURCE,FSTYPE /sysroot; findmnt -no SOURCE,FSTYPE /var/srv;"
@@ -95,7 +100,7 @@ LVM_PROBE = ("hostname; id core; cat /etc/ks-post-marker; cat /var/home/core/.ss
 
 
 @pytest.mark.timeout(3600)
-def test_lvm_kickstart_installed_from_a_running_system_boots(
+def test_lvm_kickstart_via_loopback_in_a_guest_boots(
         sample_images: SampleImages, installed_disk: Callable[..., Path],
         boot_check: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
     oci_disk = tmp_path / "oci.img"
@@ -103,21 +108,26 @@ def test_lvm_kickstart_installed_from_a_running_system_boots(
         f.truncate(1 << 30)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "BPYOCI", "-d", str(sample_images.oci_dir),
                     str(oci_disk)], check=True)
-    target = tmp_path / "target.raw"
-    with open(target, "wb") as f:
-        f.truncate(8 << 30)
+    scratch = tmp_path / "scratch.raw"
+    with open(scratch, "wb") as f:
+        f.truncate(10 << 30)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "BPYSCRATCH", str(scratch)], check=True)
     installer = installed_disk("--karg=console=ttyS0,115200n8")
     script = GUEST_INSTALL.format(ks=LVM_KS.format(key=KEY))
-    facts = boot_check(Drive(installer), Drive(oci_disk, readonly=True),
-                       Drive(target, serial="target"), firmware="uefi", script=script,
+    facts = boot_check(Drive(installer), Drive(oci_disk, readonly=True), Drive(scratch),
+                       firmware="uefi", script=script,
                        name="ks-installer", timeout=1500)  # the install runs in the guest
     run = facts["script"]
     assert run is not None and run["rc"] == 0, run
     out = run["stdout"].splitlines()
-    assert out[-2:] == ["mapper: control ", "active: "], run  # the VG is deactivated
+    # The volume group is deactivated and the loop device detached after the install.
+    assert out[-2:] == ["mapper: control ", "loops: "], run
     assert "Installed oci:/mnt/oci:v1" in run["stdout"]
 
-    booted = boot_check(Drive(target), firmware="uefi", script=LVM_PROBE, name="ks-lvm")
+    mnt = tmp_path / "scratch"
+    with LoopDevice(scratch) as loop, Mount(loop.path, mnt):
+        booted = boot_check(Drive(mnt / "disk.raw"), firmware="uefi", script=LVM_PROBE,
+                            name="ks-lvm")
     assert booted["variant"] == "v1" and booted["failed_units"] == []
     assert booted["mounts"]["/"]["source"].startswith("/dev/mapper/ksvg-root[/ostree/deploy/")
     probe = booted["script"]
