@@ -1,7 +1,8 @@
 """The installer ISO: `build --type iso` of the sample image boots as a CD under BIOS and as
 a USB stick (a disk) under UEFI, each next to an empty virtio disk, installs unattended with
-the built-in default kickstart (bootc-image-builder's: the only empty disk, LVM, reboot), and
-the installed disk then boots on its own.
+the built-in default kickstart (bootc-image-builder's: the only empty disk, LVM, reboot), or
+(the USB stick) with the kickstart and the config.toml given to the build, and the installed
+disk then boots on its own.
 
 Boots per test: the ISO's live system (install, then the kickstart's reboot ends qemu:
 -no-reboot) 1, the installed disk 1. Two tests: CD + BIOS, USB stick + UEFI. A third boots
@@ -84,13 +85,30 @@ zerombr
 clearpart --all --initlabel
 autopart --type=plain --noswap
 group --name ops --gid 2000
-user --name core --groups ops --uid 1001
 %post --erroronfail
 echo from-the-iso > /etc/iso-post-marker
 %end
 poweroff
 """
-PROBE = "cat /etc/iso-post-marker; id core\n"
+# bootc-image-builder's build configuration beside it: its user (in the kickstart's group),
+# key and kernel argument are applied with the kickstart (bootc-image-builder refuses the
+# pair: its #528), its ISO ids label the medium.
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIConfigTomlUserKeyOfTheIsoTest0 core@bootc-py"
+CONFIG = f"""\
+[[customizations.user]]
+name = "core"
+groups = ["ops"]
+uid = 1001
+key = "{KEY}"
+
+[customizations.kernel]
+append = "bootc-py.from-config=1"
+
+[customizations.iso]
+volume_id = "BOOTC-PY-USB"
+publisher = "bootc-py tests"
+"""
+PROBE = "cat /etc/iso-post-marker; id core; cat /var/home/core/.ssh/authorized_keys\n"
 
 
 @pytest.mark.timeout(3600)
@@ -99,7 +117,13 @@ def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
         tmp_path: Path) -> None:
     ks = tmp_path / "ks.cfg"
     ks.write_text(KICKSTART)
-    iso = build_iso(sample_images, tmp_path / "out", "--kickstart", str(ks))
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    iso = build_iso(sample_images, tmp_path / "out", "--kickstart", str(ks), "--config",
+                    str(config))
+    pvd = subprocess.run(["xorriso", "-indev", str(iso), "-pvd_info"], check=True,
+                         capture_output=True, text=True).stdout
+    assert "Volume Id    : BOOTC-PY-USB" in pvd and "Publisher Id : BOOTC-PY TESTS" in pvd, pvd
     disk = tmp_path / "target.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
     # The stick is the first disk (vda), so the only empty disk is the second (vdb).
@@ -114,7 +138,8 @@ def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
     script = facts["script"]
     assert script is not None and script["rc"] == 0, script
     assert script["stdout"].splitlines() == [
-        "from-the-iso", "uid=1001(core) gid=1001(core) groups=1001(core),2000(ops)"]
+        "from-the-iso", "uid=1001(core) gid=1001(core) groups=1001(core),2000(ops)", KEY]
+    assert "bootc-py.from-config=1" in facts["cmdline"].split()
 
 
 FAILING_KICKSTART = """\

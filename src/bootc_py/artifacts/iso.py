@@ -108,8 +108,11 @@ def _grub_images(rootfs: Path, tree: Path, work: Path) -> Path:
     return hybrid
 
 
-def _xorriso(tree: Path, out: Path, volid: str, hybrid: Path) -> None:
-    run(["xorriso", "-as", "mkisofs", "-iso-level", "3", "-R", "-V", volid, "-o", str(out),
+def _xorriso(tree: Path, out: Path, opts: MediaOptions, hybrid: Path) -> None:
+    ids = [*(["-A", opts.application_id] if opts.application_id else []),
+           *(["-publisher", opts.publisher] if opts.publisher else [])]
+    run(["xorriso", "-as", "mkisofs", "-iso-level", "3", "-R", "-V", opts.volume_id, *ids,
+         "-o", str(out),
          "-b", "boot/grub/bios.img", "-no-emul-boot", "-boot-load-size", "4",
          "-boot-info-table", "--grub2-boot-info", "--grub2-mbr", str(hybrid),
          "--efi-boot", "boot/efi.img", "-efi-boot-part", "--efi-boot-image",
@@ -136,5 +139,5 @@ def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:
         shutil.rmtree(live.rootfs)
         write_medium(image, tree, opts)
         with steplog.step("iso", f"Writing {ISO_NAME} (xorriso)"):
-            _xorriso(tree, partial, opts.volume_id, hybrid)
+            _xorriso(tree, partial, opts, hybrid)
     return output / ISO_DIR / ISO_NAME

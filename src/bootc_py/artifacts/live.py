@@ -68,6 +68,8 @@ class MediaOptions:
     """What an installer medium (ISO or PXE bundle) carries besides the live system."""
 
     volume_id: str = DEFAULT_VOLID
+    application_id: str | None = None     # the ISO's, from config.toml's customizations.iso
+    publisher: str | None = None
     payload: bool = True
     kickstart: str | None = None          # the text to embed
     target_imgref: str | None = None      # what the installed system updates from

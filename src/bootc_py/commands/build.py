@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +19,9 @@ from bootc_py.commands.common import (
     parse_size,
 )
 from bootc_py.errors import UsageError
+
+if TYPE_CHECKING:
+    from bootc_py.artifacts.build_config import BuildConfig
 
 
 def build(
@@ -42,6 +47,11 @@ def build(
     kickstart: str = typer.Option(None, "--kickstart", metavar="KS",
                                   help="Install the way this Anaconda kickstart says (layout, "
                                   "users, keys, kargs, %post); a path or an http(s)/tftp URL."),
+    config: str = typer.Option(None, "--config", metavar="FILE",
+                               help="bootc-image-builder's build configuration (config.toml, "
+                               "or JSON; - reads JSON from stdin): users, kernel append, "
+                               "filesystem/disk layout, installer kickstart, ISO ids. "
+                               "Default: the image's /usr/lib/bootc-image-builder/config.toml."),
     no_payload: bool = typer.Option(False, "--no-payload",
                                     help="iso: leave the image out; the install pulls it from "
                                     "its registry (--target-imgref, else IMGREF)."),
@@ -61,6 +71,8 @@ def build(
     from bootc_py.artifacts.disk_image import build_disk_images, parse_types
     from bootc_py.commands.install import _options
 
+    cfg = _build_config(config, imgref, cache_dir=cache_dir, tls_verify=tls_verify,
+                        authfile=authfile)
     names = [n.strip() for t in (types or []) for n in t.split(",") if n.strip()]
     media = {MEDIA_TYPES[n] for n in names if n in MEDIA_TYPES}
     if media:
@@ -74,7 +86,7 @@ def build(
             raise UsageError("--rootfs, --disk-size, --root-ssh-authorized-keys and "
                              "--bootloader are for disk types",
                              "for an installer medium, say it in the kickstart (--kickstart)")
-        _build_medium(media.pop(), imgref, output, kickstart=kickstart,
+        _build_medium(media.pop(), imgref, output, kickstart=kickstart, cfg=cfg,
                       target_imgref=target_imgref, kargs=tuple(karg or ()),
                       payload=not no_payload, cache_dir=cache_dir, tls_verify=tls_verify,
                       authfile=authfile)
@@ -82,6 +94,28 @@ def build(
     if no_payload:
         raise UsageError("--no-payload is for --type iso")
     formats = parse_types(types or [])
+    # Kernel arguments alone need no kickstart; users and a layout go the kickstart's way.
+    karg = [*(karg or []), *(cfg.kargs if cfg else ())]
+    ks_text = None
+    if cfg is not None and (cfg.users or cfg.shapes_layout):
+        from bootc_py.artifacts.build_config import render_kickstart
+        from bootc_py.kickstart.source import KickstartText, load
+
+        if root_ssh_authorized_keys or bootloader != "grub":
+            raise UsageError("--root-ssh-authorized-keys and --bootloader do not go with the "
+                             f"users or layout of {cfg.source}",
+                             "add the key to a [[customizations.user]]")
+        base = load(kickstart) if kickstart else None
+        if base is not None and rootfs:
+            raise UsageError("--rootfs does not go with --kickstart",
+                             "say it in the kickstart (part / --fstype)")
+        ks_text = KickstartText(render_kickstart(cfg, base=base.text if base else None,
+                                                 root_fstype=rootfs, with_kargs=False),
+                                base.name if base else cfg.source,
+                                base.base if base else None)
+        rootfs = ""  # now in the kickstart's part /
+    if disk_size is None and cfg is not None and cfg.disk_minsize:
+        disk_size = str(cfg.disk_minsize)
     opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
                     filesystem=rootfs, root_size=None, bootloader=bootloader,
                     generic_image=True, karg=karg, keys=root_ssh_authorized_keys, wipe=True,
@@ -90,14 +124,14 @@ def build(
     if disk_size:
         parse_size(disk_size, "--disk-size")
     install = None
-    if kickstart:
+    if kickstart or ks_text is not None:
         from bootc_py.commands.kickstart import build_installer
 
         if rootfs or root_ssh_authorized_keys or bootloader != "grub":
             raise UsageError("--rootfs, --root-ssh-authorized-keys and --bootloader do not go "
                              "with --kickstart", "say it in the kickstart (part / --fstype, "
                              "sshkey, bootc --bootloader)")
-        install = build_installer(kickstart, imgref, target_imgref=target_imgref,
+        install = build_installer(ks_text or kickstart, imgref, target_imgref=target_imgref,
                                   kargs=karg or [], disk_size=opts.disk_size,
                                   cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
     result = build_disk_images(formats, output, opts, install)
@@ -111,31 +145,73 @@ MEDIA_TYPES = {"iso": "iso", "anaconda-iso": "iso", "bootc-installer": "iso",
                "pxe-tar-xz": "pxe-tar-xz"}
 
 
+def _build_config(config: str | None, imgref: str, *, cache_dir: Path | None,
+                  tls_verify: str | None, authfile: Path | None) -> BuildConfig | None:
+    """--config's configuration, else the one the image carries, else None; its warnings
+    shown; every problem one line (ConfigProblems)."""
+    from bootc_py.artifacts import build_config
+
+    if config is not None:
+        cfg = build_config.load(config)
+    else:
+        from bootc_py.commands.common import pull_options
+        from bootc_py.image.ref import parse_imgref
+        from bootc_py.image.source import pull
+        from bootc_py.installer.preflight import summarize
+
+        image = pull(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile))
+        found = build_config.embedded(summarize(image, capture=build_config.EMBEDDED).files)
+        if found is None:
+            return None
+        cfg = found
+    for warning in cfg.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return cfg
+
+
 def _build_medium(kind: str, imgref: str, output: Path, *, kickstart: str | None,
-                  target_imgref: str | None, kargs: tuple[str, ...], payload: bool,
-                  cache_dir: Path | None, tls_verify: str | None,
+                  cfg: BuildConfig | None, target_imgref: str | None, kargs: tuple[str, ...],
+                  payload: bool, cache_dir: Path | None, tls_verify: str | None,
                   authfile: Path | None) -> None:
     from bootc_py.artifacts.disk_image import write_manifest
     from bootc_py.artifacts.iso import build_iso
     from bootc_py.artifacts.live import MediaOptions
     from bootc_py.commands.install import _options
     from bootc_py.installer.prepare import prepare
+    from bootc_py.kickstart import source
 
-    ks_text = None
-    if kickstart:
-        from bootc_py.commands.kickstart import _translate
-        from bootc_py.kickstart import source
+    text = source.load(kickstart) if kickstart else None
+    if cfg is not None:
+        from bootc_py.artifacts.build_config import render_kickstart
+        from bootc_py.installer.live import DEFAULT_KICKSTART, DEFAULT_KICKSTART_NO_LAYOUT
+
+        if text is not None and cfg.kickstart is not None:
+            raise UsageError(f"a kickstart is given twice: --kickstart and {cfg.source}'s "
+                             "customizations.installer.kickstart", "keep one of them")
+        if cfg.kickstart is not None:
+            text = source.KickstartText(cfg.kickstart, f"{cfg.source} (installer.kickstart)",
+                                        None)
+        if cfg.users or cfg.shapes_layout:  # applied with the kickstart, not instead of it
+            base = text.text if text else (DEFAULT_KICKSTART_NO_LAYOUT if cfg.shapes_layout
+                                           else DEFAULT_KICKSTART)
+            text = source.KickstartText(render_kickstart(cfg, base=base, with_kargs=False),
+                                        text.name if text else cfg.source,
+                                        text.base if text else None)
+        kargs = (*kargs, *cfg.kargs)
+    if text is not None:
+        from bootc_py.commands.kickstart import translate_kickstart
         from bootc_py.kickstart.translate import KickstartError
 
         try:  # checked now, against this image, so a bad kickstart never reaches a machine
-            _translate(kickstart, None, False, cache_dir=cache_dir, tls_verify=tls_verify,
-                       authfile=authfile, source_imgref=imgref, target_imgref=target_imgref)
+            translate_kickstart(text, None, False, cache_dir=cache_dir, tls_verify=tls_verify,
+                                authfile=authfile, source_imgref=imgref,
+                                target_imgref=target_imgref)
         except KickstartError as exc:
-            from bootc_py.commands.kickstart import _report
+            from bootc_py.commands.kickstart import report_problems
 
-            _report(exc)
+            report_problems(exc)
             raise typer.Exit(1) from None
-        ks_text = source.load(kickstart).text
+    ks_text = text.text if text else None
     opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
                     filesystem=None, root_size=None, bootloader="grub", generic_image=True,
                     karg=list(kargs), keys=None, wipe=True, disk_size=None,
@@ -143,6 +219,9 @@ def _build_medium(kind: str, imgref: str, output: Path, *, kickstart: str | None
     prepared = prepare(opts)
     media = MediaOptions(payload=payload, kickstart=ks_text,
                          target_imgref=prepared.plan.target, kargs=kargs)
+    if cfg is not None:
+        media = replace(media, volume_id=cfg.volume_id or media.volume_id,
+                        application_id=cfg.application_id, publisher=cfg.publisher)
     if kind == "iso":
         path = build_iso(prepared.image, output, media)
     else:

@@ -267,7 +267,7 @@ def install_live_cmd(
     (bootc-py-live-install.service): the kickstart from inst.ks=, else the one built in, else
     bootc-image-builder's default (the only empty disk, LVM, reboot); the image from the
     medium (or the registry for a --no-payload medium). The boot medium is never a target."""
-    from bootc_py.commands.kickstart import _report
+    from bootc_py.commands.kickstart import report_problems
     from bootc_py.installer import live
     from bootc_py.kickstart.translate import KickstartError
 
@@ -275,7 +275,7 @@ def install_live_cmd(
     try:
         done = live.install_live()
     except KickstartError as exc:
-        _report(exc)
+        report_problems(exc)
         typer.echo("bootc-py live installer: the kickstart has problems; nothing was written. "
                    "The live system stays up.", err=True)
         raise typer.Exit(1) from None

@@ -14,6 +14,7 @@ from bootc_py.errors import UsageError
 
 if TYPE_CHECKING:
     from bootc_py.installer.plan import InstallPlan
+    from bootc_py.kickstart.source import KickstartText
     from bootc_py.kickstart.translate import KickstartPlan
 
 app = typer.Typer(help="Check Anaconda kickstarts against what bootc-py can install.",
@@ -29,7 +30,7 @@ WARN_UNSUPPORTED = typer.Option(False, "--warn-unsupported",
                                 "each (default: an error).")
 
 
-def _translate(ks: str, ks_version: str | None, warn_unsupported: bool, *,
+def translate_kickstart(ks: str | KickstartText, ks_version: str | None, warn_unsupported: bool, *,
                bios: bool = True, uefi: bool = True, generic: bool = True,
                disk_size: int | None = None, cache_dir: Path | None = None,
                tls_verify: str | None = None, authfile: Path | None = None,
@@ -37,7 +38,7 @@ def _translate(ks: str, ks_version: str | None, warn_unsupported: bool, *,
                ) -> KickstartPlan:
     from bootc_py.kickstart import parse, source, translate
 
-    text = source.load(ks)
+    text = source.load(ks) if isinstance(ks, str) else ks
     doc = parse.parse(text.text, source=text.name, base_dir=text.base,
                       version=ks_version or parse.DEFAULT_VERSION)
     opts = translate.TranslateOptions(
@@ -47,7 +48,7 @@ def _translate(ks: str, ks_version: str | None, warn_unsupported: bool, *,
     return translate.translate(doc, opts)
 
 
-def _report(exc: Exception) -> None:
+def report_problems(exc: Exception) -> None:
     """Print every problem of a KickstartError (and its warnings), one line each."""
     from bootc_py.kickstart.translate import KickstartError
 
@@ -69,9 +70,9 @@ def validate(
     from bootc_py.kickstart.translate import KickstartError
 
     try:
-        plan = _translate(ks, ks_version, warn_unsupported)
+        plan = translate_kickstart(ks, ks_version, warn_unsupported)
     except KickstartError as exc:
-        _report(exc)
+        report_problems(exc)
         raise typer.Exit(1) from None
     typer.echo(plan.render(), nl=False)
 
@@ -102,10 +103,10 @@ def install_kickstart(
 
     size = parse_size(disk_size, "--disk-size") if disk_size else None
     try:
-        plan = _translate(ks, ks_version, warn_unsupported, disk_size=size, cache_dir=cache_dir,
-                          tls_verify=tls_verify, authfile=authfile)
+        plan = translate_kickstart(ks, ks_version, warn_unsupported, disk_size=size,
+                                   cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
     except KickstartError as exc:
-        _report(exc)
+        report_problems(exc)
         raise typer.Exit(1) from None
     device = apply.target_device(plan, via_loopback)
     if dry_run:
@@ -122,7 +123,8 @@ def install_kickstart(
     typer.echo(done.summary)
 
 
-def build_installer(ks: str, imgref: str, *, target_imgref: str | None, kargs: list[str],
+def build_installer(ks: str | KickstartText, imgref: str, *, target_imgref: str | None,
+                    kargs: list[str],
                     disk_size: int | None, cache_dir: Path | None, tls_verify: str | None,
                     authfile: Path | None) -> Callable[[Path], InstallPlan]:
     """`build IMGREF --kickstart KS`: the kickstart's install (layout, users, kargs, %post)
@@ -131,11 +133,11 @@ def build_installer(ks: str, imgref: str, *, target_imgref: str | None, kargs: l
     from bootc_py.kickstart.translate import KickstartError
 
     try:
-        plan = _translate(ks, None, False, disk_size=disk_size, cache_dir=cache_dir,
+        plan = translate_kickstart(ks, None, False, disk_size=disk_size, cache_dir=cache_dir,
                           tls_verify=tls_verify, authfile=authfile, source_imgref=imgref,
                           target_imgref=target_imgref)
     except KickstartError as exc:
-        _report(exc)
+        report_problems(exc)
         raise typer.Exit(1) from None
     if kargs:
         plan = replace(plan, options=replace(plan.options,

@@ -42,6 +42,8 @@ clearpart --all --initlabel --disklabel=gpt
 autopart --noswap --type=lvm
 reboot --eject
 """
+# The same, for a build configuration that brings its own layout (filesystem/disk).
+DEFAULT_KICKSTART_NO_LAYOUT = DEFAULT_KICKSTART.replace("autopart --noswap --type=lvm\n", "")
 
 
 @dataclass(frozen=True)
