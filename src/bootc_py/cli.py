@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, standalone_mode=False)
     except BootcPyError as exc:
         logging.getLogger("bootc_py").debug("error details", exc_info=True)
-        print(f"error: {exc.message}", file=sys.stderr)
+        for line in getattr(exc, "problems", None) or [exc.message]:  # ConfigProblems: all
+            print(f"error: {line}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -258,7 +258,7 @@ class _Reader:
                 p for i, t in enumerate(self.tables(disk.get("partitions", []),
                                                     "customizations.disk.partitions"))
                 if (p := self.partition(t, f"customizations.disk.partitions[{i}]")) is not None)
-            if filesystems:
+            if "filesystem" in c:
                 self.bad("customizations.disk", "cannot be combined with "
                          "customizations.filesystem (as in bootc-image-builder): use one")
         self.mounts_once(filesystems, partitions)
@@ -426,7 +426,7 @@ def layout_lines(cfg: BuildConfig, root_fstype: str | None = None) -> list[str]:
             for v in p.volumes:
                 lines.append(f"btrfs {v.mountpoint} --subvol --name={v.name} LABEL={label}")
     if "/" not in mounts:  # bootc-image-builder adds the root last
-        lines.append(f"part / --size 3072 --grow{_fs(Volume('/'), root_fstype)}")
+        lines.append(f"part / --size 1024 --grow{_fs(Volume('/'), root_fstype)}")
     return lines
 
 

@@ -117,7 +117,7 @@ def build(
     if disk_size is None and cfg is not None and cfg.disk_minsize:
         disk_size = str(cfg.disk_minsize)
     opts = _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
-                    filesystem=rootfs, root_size=None, bootloader=bootloader,
+                    filesystem=rootfs or None, root_size=None, bootloader=bootloader,
                     generic_image=True, karg=karg, keys=root_ssh_authorized_keys, wipe=True,
                     disk_size=disk_size, cache_dir=cache_dir, tls_verify=tls_verify,
                     authfile=authfile)
@@ -164,6 +164,9 @@ def _build_config(config: str | None, imgref: str, *, cache_dir: Path | None,
         if found is None:
             return None
         cfg = found
+    from bootc_py.installer import kargs
+
+    kargs.check(cfg.kargs, f"{cfg.source} (customizations.kernel.append)")
     for warning in cfg.warnings:
         typer.echo(f"warning: {warning}", err=True)
     return cfg
