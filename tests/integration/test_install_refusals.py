@@ -239,6 +239,8 @@ def test_image_file_attached_to_a_loop_device_is_refused(synthetic: SyntheticIma
     ("quiet\nsplash", "it contains a newline"),
     ("root=/dev/sdb2", "a second root= is not allowed"),
     ("ro", "read-write"),
+    ("x;halt", "';' is syntax on GRUB's linux line"),  # was installed: the disk did not boot
+    ("a|b", "'|' is syntax on GRUB's linux line"),     # failed after partitioning and import
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_bad_karg_is_refused_before_the_pull_and_any_write(

@@ -25,6 +25,17 @@ from bootc_py.installer import kargs
     ("quiet root=/dev/sda2", "'root=/dev/sda2' in it: the installer sets root=UUID"),
     ('"root=/dev/sda2"', "a second root= is not allowed"),
     ('x="a b" root=LABEL=r', "'root=LABEL=r' in it"),
+    # GRUB's script syntax on the linux line: `x;halt` runs halt and drops ostree= after it.
+    ("x;halt", "';' is syntax on GRUB's linux line"),
+    ("a|b", "'|' is syntax"),
+    ("a&b", "'&' is syntax"),
+    ("a>b", "'>' is syntax"),
+    ("y=$root", "'$' is syntax"),
+    ('y="$root"', "'$' is syntax"),
+    ("#comment", "'#' is syntax"),
+    ("quiet #rest", "'#' is syntax"),
+    ("a{b}", "'{' is syntax"),
+    ("a\\b", "'\\\\' is syntax"),
 ])
 def test_bad_kargs_are_refused(karg: str, reason: str) -> None:
     with pytest.raises(UsageError) as err:
@@ -36,6 +47,7 @@ def test_bad_kargs_are_refused(karg: str, reason: str) -> None:
 
 @pytest.mark.parametrize("karg", ['opt="a b"', "console=ttyS0,115200n8", "rootflags=x",
                                   "rd.root=1", "systemd.unit=multi-user.target", "rw",
-                                  'opt="ro root=x"', "rootwait", "ro.x=1", "quiet splash"])
+                                  'opt="ro root=x"', "rootwait", "ro.x=1", "quiet splash",
+                                  'msg="it\'s"', 'a="b;c|d"', "x=a#b", "y='$root'"])
 def test_good_kargs_pass(karg: str) -> None:
     kargs.check([karg], "--karg")

@@ -49,8 +49,12 @@ def problem_of(karg: str) -> str | None:
         return "it contains a newline"
     if any(ord(c) < 0x20 or c == "\x7f" for c in karg):
         return "it contains a control character"
-    if karg.count('"') % 2 or karg.count("'") % 2:
+    if _unbalanced(karg):
         return "it has an unbalanced quote (grub.cfg would not parse)"
+    special = _grub_special(karg)
+    if special:
+        return (f"{special!r} is syntax on GRUB's linux line (grub.cfg would run, expand or "
+                "drop what follows, and the disk would not boot)")
     many = len(words(karg)) > 1
     for word in words(karg):
         # The kernel drops the quotes around a parameter ("ro", "root=x" are ro and root=).
@@ -61,4 +65,29 @@ def problem_of(karg: str) -> str | None:
                     "not allowed")
         if name == "ro" and not eq:
             return f"{where}the installer mounts the root read-write ('rw'; /usr stays read-only)"
+    return None
+
+
+def _unbalanced(karg: str) -> bool:
+    """A quote GRUB would read as opening a string that never ends (a ' inside "..." is
+    literal, as is a " inside '...')."""
+    open_quote = ""
+    for c in karg:
+        if c in "\"'" and open_quote in ("", c):
+            open_quote = "" if open_quote else c
+    return bool(open_quote)
+
+
+def _grub_special(karg: str) -> str | None:
+    """The first character GRUB's script parser would act on: `$` anywhere (expanded even in
+    double quotes), `;|&<>{}` and a backslash outside quotes, `#` starting a word."""
+    open_quote = ""
+    for i, c in enumerate(karg):
+        if c in "\"'" and open_quote in ("", c):
+            open_quote = "" if open_quote else c
+        elif c == "$" and open_quote != "'":
+            return c
+        elif not open_quote and (c in ";|&<>{}\\"
+                                 or (c == "#" and (i == 0 or karg[i - 1].isspace()))):
+            return c
     return None
