@@ -160,3 +160,32 @@ def test_a_full_target_filesystem_is_one_line_naming_it_and_its_free_space(
                                "sha256:"), line
         assert ": writing '" in line and line.endswith(" free"), line
         assert "hint: free some space there" in res.stderr
+
+
+@pytest.mark.parametrize("where", ["proc", "read-only-new", "read-only-empty"])
+def test_unpack_where_nothing_can_be_written_is_one_line(
+        synthetic: SyntheticImages, tmp_path: Path, where: str) -> None:
+    """These were tracebacks (FileNotFoundError, OSError EROFS)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with Mount("tmpfs", ro, fstype="tmpfs", options=("size=1m",)):
+        (ro / "empty").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        dest = {"proc": Path("/proc/bootc-py-x"), "read-only-new": ro / "new",
+                "read-only-empty": ro / "empty"}[where]
+        res = run_cli("image", "unpack", "--cache-dir", str(synthetic.cache),
+                      synthetic.ref("v1"), str(dest))
+        assert res.returncode == 1
+        line = one_line_error(res.stderr)
+        why = "No such file or directory" if where == "proc" else "Read-only file system"
+        verb = "write into" if where == "read-only-empty" else "create"
+        assert line == f"error: cannot {verb} {dest}: {why}", line
+        assert "hint: unpack into a new directory on a writable filesystem" in res.stderr
+
+
+def test_install_reset_checks_its_kargs_first() -> None:
+    """install reset --karg went into the new stateroot's entry unchecked."""
+    res = run_cli("install", "reset", "--karg", "x;halt")
+    assert res.returncode == 2
+    assert one_line_error(res.stderr).startswith(
+        "error: kernel argument 'x;halt' from --karg: ';' is syntax on GRUB's linux line")

@@ -476,8 +476,12 @@ def unpack(image: Image, dest: Path) -> None:
         if any(dest.iterdir()):
             raise ImageError(f"{dest} is not empty", hint="unpack into a new directory")
     else:
-        dest.mkdir(parents=True)
-        os.chmod(dest, 0o755)
+        try:
+            dest.mkdir(parents=True)
+            os.chmod(dest, 0o755)
+        except OSError as exc:  # /proc/x, a read-only filesystem, no permission
+            raise ImageError(f"cannot create {dest}: {exc.strerror or exc}",
+                             "unpack into a new directory on a writable filesystem") from None
     try:
         # Images rarely carry an entry for "/": start its mtime at the epoch, as umoci does,
         # so the same image always unpacks to the same tree.
@@ -488,6 +492,10 @@ def unpack(image: Image, dest: Path) -> None:
             for layer in image.layers:
                 apply_layer(image.blob_path(layer.digest), layer.media_type, dest,
                             diff_id=layer.diff_id, progress=bar)
+    except OSError as exc:  # on dest itself (a layer's own entries are ImageErrors already)
+        _empty(dest, remove=created)
+        raise ImageError(f"cannot write into {dest}: {exc.strerror or exc}",
+                         "unpack into a new directory on a writable filesystem") from None
     except BaseException:
         _empty(dest, remove=created)
         raise

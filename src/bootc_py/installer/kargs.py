@@ -85,9 +85,7 @@ def _grub_special(karg: str) -> str | None:
     for i, c in enumerate(karg):
         if c in "\"'" and open_quote in ("", c):
             open_quote = "" if open_quote else c
-        elif c == "$" and open_quote != "'":
-            return c
-        elif not open_quote and (c in ";|&<>{}\\"
-                                 or (c == "#" and (i == 0 or karg[i - 1].isspace()))):
+        elif (c == "$" and open_quote != "'") or (not open_quote and (c in ";|&<>{}\\"
+                                 or (c == "#" and (i == 0 or karg[i - 1].isspace())))):
             return c
     return None

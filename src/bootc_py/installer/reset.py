@@ -18,6 +18,7 @@ from pathlib import Path
 from bootc_py.bootloader import setup as bootloader
 from bootc_py.bootloader.bls import read_entries
 from bootc_py.errors import UpdateError, UsageError
+from bootc_py.installer import kargs as karg_check
 from bootc_py.installer import sysroot as install_state
 from bootc_py.run import run
 from bootc_py.store.sysroot import Deployment, Sysroot
@@ -60,6 +61,7 @@ def booted_kargs(boot: Path, cmdline: str) -> tuple[str, ...]:
 
 def reset_host(stateroot: str | None, *, kargs: tuple[str, ...] = (), apply: bool = False,
                root: Path = Path("/")) -> ResetResult:
+    karg_check.check(kargs, "--karg")  # before anything: a bad one would be in the new entry
     store = Sysroot(root)
     store.require()
     if not store.is_booted:
