@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from synthetic import SyntheticImages, run_cli
 
 from bootc_py.artifacts.oci_payload import write_payload
@@ -54,3 +55,19 @@ def run_skopeo(*args: str) -> dict[str, object]:
                          check=True)
     data: dict[str, object] = json.loads(res.stdout)
     return data
+
+
+@pytest.mark.parametrize("title", ["Debian 12 (bootc)", "it's \"x\" $root; {a} | b"])
+def test_the_media_grub_cfgs_parse(tmp_path: Path, title: str) -> None:
+    """Both media menus go through grub-script-check as the build writes them: an image title
+    (a label, anyone's text) cannot break them."""
+    from bootc_py.artifacts import pxe
+    from bootc_py.artifacts.iso import render_grub_cfg
+    from bootc_py.bootloader.grub import check_syntax
+
+    for name, text in (("iso.cfg", render_grub_cfg("BOOTC-PY-INSTALL", timeout=5, title=title,
+                                                   live_kargs=("quiet",))),
+                       ("pxe.cfg", pxe.render_grub_cfg(title, timeout=0, live_kargs=()))):
+        (tmp_path / name).write_text(text)
+        check_syntax(tmp_path / name, required=True)
+        assert (tmp_path / name).exists(), text

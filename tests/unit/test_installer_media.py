@@ -163,3 +163,4 @@ def test_the_only_empty_disk_not_ignored_by_the_kickstart_is_chosen(
         live.choose_disk(None, pxe)
     assert live.choose_disk(None, pxe, skip=("/dev/vda",)) == "/dev/vdb"
     assert live.choose_disk("/dev/vda", pxe) == "/dev/vda"
+

@@ -30,6 +30,7 @@ from bootc_py.artifacts.live import (
     MediaOptions,
     write_medium,
 )
+from bootc_py.bootloader.grub import check_syntax
 from bootc_py.errors import ArtifactError
 from bootc_py.image.source import Image
 from bootc_py.run import run
@@ -135,6 +136,7 @@ def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:
             (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
                 opts.volume_id, timeout=livesys.menu_timeout(live.rootfs), title=title,
                 live_kargs=opts.live_kargs))
+            check_syntax(tree / "boot/grub/grub.cfg", required=True)
         livesys.squash(live, tree / "LiveOS/squashfs.img")
         shutil.rmtree(live.rootfs)
         write_medium(image, tree, opts)

@@ -19,6 +19,7 @@ from pathlib import Path
 from bootc_py import log as steplog
 from bootc_py.artifacts import live as livesys
 from bootc_py.artifacts.live import CONSOLE_ARGS, IN_LIVE_ROOT, LIVE_ARGS, MediaOptions
+from bootc_py.bootloader.grub import check_syntax
 from bootc_py.image.source import Image
 from bootc_py.run import run
 
@@ -74,6 +75,7 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
         (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
         (bundle / "grub.cfg").write_text(render_grub_cfg(
             title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
+        check_syntax(bundle / "grub.cfg", required=True)
         livesys.squash(live, bundle / "rootfs.img")
         shutil.rmtree(live.rootfs)
         # xz because bootc-image-builder names it .tar.xz; preset 0, since the squashfs and the

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bootc_py.bootloader import bootcount
 from bootc_py.bootloader.bls import BlsEntry
-from bootc_py.errors import BootloaderError
+from bootc_py.errors import BootloaderError, ToolMissingError
 from bootc_py.run import have, run, which
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,18 @@ def write_grub_cfg(boot: Path, text: str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o644)
-    _syntax_check(Path(tmp))
+    check_syntax(Path(tmp))
     os.replace(tmp, path)
     return path
 
 
-def _syntax_check(cfg: Path) -> None:
-    """A grub.cfg GRUB cannot parse leaves the disk unbootable: refuse to install it."""
+def check_syntax(cfg: Path, *, required: bool = False) -> None:
+    """A grub.cfg GRUB cannot parse leaves the disk (or the medium) unbootable: refuse to
+    install it. `required`: on a build host, where grub-common is a dependency, a missing
+    grub-script-check is an error rather than a skipped check."""
     if not have("grub-script-check"):  # grub-common; may be absent on an installed host
+        if required:
+            raise ToolMissingError("grub-script-check", "grub-common")
         log.debug("grub-script-check not installed: %s not checked", cfg)
         return
     res = run(["grub-script-check", str(cfg)], check=False, capture=True)

@@ -71,8 +71,7 @@ def build(
     from bootc_py.artifacts.disk_image import build_disk_images, parse_types
     from bootc_py.commands.install import _options
 
-    cfg = _build_config(config, imgref, cache_dir=cache_dir, tls_verify=tls_verify,
-                        authfile=authfile)
+    cfg = _read_config(config)  # the file's problems first; the image's own needs the pull
     names = [n.strip() for t in (types or []) for n in t.split(",") if n.strip()]
     media = {MEDIA_TYPES[n] for n in names if n in MEDIA_TYPES}
     if media:
@@ -86,6 +85,8 @@ def build(
             raise UsageError("--rootfs, --disk-size, --root-ssh-authorized-keys and "
                              "--bootloader are for disk types",
                              "for an installer medium, say it in the kickstart (--kickstart)")
+        cfg = cfg or _image_config(imgref, cache_dir=cache_dir, tls_verify=tls_verify,
+                                   authfile=authfile)
         _build_medium(media.pop(), imgref, output, kickstart=kickstart, cfg=cfg,
                       target_imgref=target_imgref, kargs=tuple(karg or ()),
                       payload=not no_payload, cache_dir=cache_dir, tls_verify=tls_verify,
@@ -94,6 +95,17 @@ def build(
     if no_payload:
         raise UsageError("--no-payload is for --type iso")
     formats = parse_types(types or [])
+    if cfg is None:
+        # What the command line says is checked before the pull the image's config needs.
+        _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
+                 filesystem=rootfs, root_size=None, bootloader=bootloader,
+                 generic_image=True, karg=karg, keys=root_ssh_authorized_keys, wipe=True,
+                 disk_size=disk_size, cache_dir=cache_dir, tls_verify=tls_verify,
+                 authfile=authfile)
+        if disk_size:
+            parse_size(disk_size, "--disk-size")
+        cfg = _image_config(imgref, cache_dir=cache_dir, tls_verify=tls_verify,
+                            authfile=authfile)
     # Kernel arguments alone need no kickstart; users and a layout go the kickstart's way.
     karg = [*(karg or []), *(cfg.kargs if cfg else ())]
     ks_text = None
@@ -145,25 +157,30 @@ MEDIA_TYPES = {"iso": "iso", "anaconda-iso": "iso", "bootc-installer": "iso",
                "pxe-tar-xz": "pxe-tar-xz"}
 
 
-def _build_config(config: str | None, imgref: str, *, cache_dir: Path | None,
-                  tls_verify: str | None, authfile: Path | None) -> BuildConfig | None:
-    """--config's configuration, else the one the image carries, else None; its warnings
-    shown; every problem one line (ConfigProblems)."""
+def _read_config(config: str | None) -> BuildConfig | None:
+    """--config's configuration (every problem one line: ConfigProblems), checked."""
+    if config is None:
+        return None
     from bootc_py.artifacts import build_config
 
-    if config is not None:
-        cfg = build_config.load(config)
-    else:
-        from bootc_py.commands.common import pull_options
-        from bootc_py.image.ref import parse_imgref
-        from bootc_py.image.source import pull
-        from bootc_py.installer.preflight import summarize
+    return _checked(build_config.load(config))
 
-        image = pull(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile))
-        found = build_config.embedded(summarize(image, capture=build_config.EMBEDDED).files)
-        if found is None:
-            return None
-        cfg = found
+
+def _image_config(imgref: str, *, cache_dir: Path | None, tls_verify: str | None,
+                  authfile: Path | None) -> BuildConfig | None:
+    """The configuration the image carries (/usr/lib/bootc-image-builder/config.toml)."""
+    from bootc_py.artifacts import build_config
+    from bootc_py.commands.common import pull_options
+    from bootc_py.image.ref import parse_imgref
+    from bootc_py.image.source import pull
+    from bootc_py.installer.preflight import summarize
+
+    image = pull(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile))
+    found = build_config.embedded(summarize(image, capture=build_config.EMBEDDED).files)
+    return _checked(found) if found is not None else None
+
+
+def _checked(cfg: BuildConfig) -> BuildConfig:
     from bootc_py.installer import kargs
 
     kargs.check(cfg.kargs, f"{cfg.source} (customizations.kernel.append)")
