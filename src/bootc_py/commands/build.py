@@ -95,6 +95,10 @@ def build(
     if no_payload:
         raise UsageError("--no-payload is for --type iso")
     formats = parse_types(types or [])
+    if kickstart and (rootfs or root_ssh_authorized_keys or bootloader != "grub"):
+        raise UsageError("--rootfs, --root-ssh-authorized-keys and --bootloader do not go "
+                         "with --kickstart", "say it in the kickstart (part / --fstype, "
+                         "sshkey, bootc --bootloader)")
     if cfg is None:
         # What the command line says is checked before the pull the image's config needs.
         _options(source_imgref=imgref, target_imgref=target_imgref, stateroot="default",
@@ -118,9 +122,6 @@ def build(
                              f"users or layout of {cfg.source}",
                              "add the key to a [[customizations.user]]")
         base = load(kickstart) if kickstart else None
-        if base is not None and rootfs:
-            raise UsageError("--rootfs does not go with --kickstart",
-                             "say it in the kickstart (part / --fstype)")
         ks_text = KickstartText(render_kickstart(cfg, base=base.text if base else None,
                                                  root_fstype=rootfs, with_kargs=False),
                                 base.name if base else cfg.source,
@@ -139,10 +140,6 @@ def build(
     if kickstart or ks_text is not None:
         from bootc_py.commands.kickstart import build_installer
 
-        if rootfs or root_ssh_authorized_keys or bootloader != "grub":
-            raise UsageError("--rootfs, --root-ssh-authorized-keys and --bootloader do not go "
-                             "with --kickstart", "say it in the kickstart (part / --fstype, "
-                             "sshkey, bootc --bootloader)")
         install = build_installer(ks_text or kickstart, imgref, target_imgref=target_imgref,
                                   kargs=karg or [], disk_size=opts.disk_size,
                                   cache_dir=cache_dir, tls_verify=tls_verify, authfile=authfile)
