@@ -146,13 +146,25 @@ def test_mounted_device_is_refused(synthetic: SyntheticImages, used_disk: Path,
 
 
 def test_too_small_is_refused(synthetic: SyntheticImages, tmp_path: Path) -> None:
+    """Smaller than any image needs: refused before the pull, naming the file the user gave
+    (was: after the whole pull, naming the loop device it had been attached to)."""
     disk = tmp_path / "small.raw"
     with open(disk, "wb") as f:
         f.truncate(1 << 30)
-    rc, err = install(synthetic, "--via-loopback", str(disk))
-    assert rc != 0
-    assert "too small" in one_line_error(err)
+    cache = tmp_path / "fresh-cache"
+    res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), "--via-loopback", str(disk))
+    assert res.returncode != 0
+    assert one_line_error(res.stderr).startswith(
+        f"error: {disk} is too small: 1 GiB (1073741824 bytes), need at least 2051 MiB ")
+    assert not _pulled(cache), "a too small file cost a whole pull"
     assert disk.stat().st_size == 1 << 30
+    new = tmp_path / "new.raw"
+    res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref("v1"),
+                  "--cache-dir", str(cache), "--via-loopback", "--disk-size", "1G", str(new))
+    assert one_line_error(res.stderr).startswith(f"error: {new} is too small: ")
+    assert "hint: give a bigger --disk-size" in res.stderr
+    assert not new.exists() and not _pulled(cache)
     with open(disk, "rb") as f:
         assert not f.read(1 << 20).strip(b"\0")  # no partition table was written
 

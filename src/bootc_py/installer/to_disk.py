@@ -20,6 +20,7 @@ from bootc_py import log as steplog
 from bootc_py.disk import apply as disk_apply
 from bootc_py.disk import checks, discover
 from bootc_py.disk.loop import LoopDevice, create_sparse, loops_of
+from bootc_py.disk.model import human_size
 from bootc_py.disk.mount import Mount
 from bootc_py.disk.plan import PartitionPlan, Role, min_disk_size, plan_disk
 from bootc_py.errors import DiskError, UsageError
@@ -57,10 +58,19 @@ def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool)
     """Everything that needs no image bytes, so a mistyped /dev/sdx costs no download."""
     if opts.target_imgref:
         parse_imgref(opts.target_imgref)
+    # Even an empty image needs this much (partitions, the smallest root): checked now, and
+    # against the image's real size once it is pulled.
+    floor = min_disk_size(0)
     if not via_loopback:
-        # Busy, partition, read-only, no medium; the size is checked again once it is known.
-        checks.check_target(discover.disk_info(device), wipe=True, min_size=0)
+        # Busy, partition, read-only, no medium, far too small.
+        checks.check_target(discover.disk_info(device), wipe=True, min_size=floor)
         return
+    size = device.stat().st_size if device.is_file() else opts.disk_size
+    if size is not None and size < floor:
+        raise DiskError(f"{device} is too small: {human_size(size)} ({size} bytes), need at "
+                        f"least {human_size(floor)} ({floor} bytes) for any image",
+                        "give a bigger --disk-size" if not device.exists() else
+                        f"use a bigger file: truncate -s {-(-floor // GiB)}G {device}")
     if device.exists():
         if not device.is_file():
             raise UsageError(f"{device} is not a regular file",
@@ -98,8 +108,16 @@ def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = 
             block = stack.enter_context(LoopDevice(device)).path if via_loopback else device
             with steplog.step("check-target", f"Checking {device}"):
                 info = discover.disk_info(block)
-                checks.check_target(info, wipe=opts.wipe or created,
-                                    min_size=min_disk_size(prepared.summary.unpacked_bytes))
+                try:
+                    checks.check_target(info, wipe=opts.wipe or created,
+                                        min_size=min_disk_size(prepared.summary.unpacked_bytes))
+                except DiskError as exc:
+                    if block == device:
+                        raise
+                    # The user named the file, not the loop device it was attached to.
+                    raise DiskError(exc.message.replace(str(block), str(device)),
+                                    exc.hint and exc.hint.replace(str(block), str(device))
+                                    ) from None
                 parts = _plan_partitions(prepared, info.size_bytes, info.logical_sector_size,
                                          opts)
             plan = replace(prepared.plan, device=device, partitions=parts)
