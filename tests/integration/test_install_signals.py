@@ -102,3 +102,26 @@ def test_signal_unwinds_everything_and_a_rerun_succeeds(
                        capture_output=True)
         subprocess.run(["e2fsck", "-fn", str(loop.partition(3))], check=True,
                        capture_output=True)
+
+
+@pytest.mark.parametrize("step", ["convert-qcow2", "convert-vmdk"])
+def test_a_signalled_build_leaves_no_artifact_and_a_rerun_builds_all(
+        synthetic: SyntheticImages, tmp_path: Path, step: str) -> None:
+    """build converted straight into the final name: a SIGTERM during `qemu-img convert` left
+    an incomplete disk.vmdk (and the finished qcow2) that looked like a result."""
+    out = tmp_path / "out"
+    cmd = [str(BOOTC_PY), "build", "--type", "qcow2,vmdk", "--output", str(out),
+           "--disk-size", "4G", "--cache-dir", str(synthetic.cache), synthetic.ref("v1")]
+    rc, err, kids = _signal_at(cmd, step, signal.SIGTERM, tmp_path / "stderr",
+                               {**os.environ, "TMPDIR": str(tmp_path)})
+    assert rc == 143, err
+    assert "Traceback" not in err, err
+    assert [str(p.relative_to(out)) for p in out.rglob("*")] == [], "a partial build was left"
+    assert str(tmp_path) not in subprocess.run(["losetup", "--list"], capture_output=True,
+                                               text=True, check=True).stdout, err
+    assert not [k for k in kids if _alive(k)], "qemu-img outlived the build"
+    res = run_cli(*cmd[1:])
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [a["path"] for a in manifest["artifacts"]] == ["qcow2/disk.qcow2", "vmdk/disk.vmdk"]
+    assert not list(out.rglob("*.partial"))

@@ -119,8 +119,10 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path, opts: Install
         existing = output / fmt.directory / fmt.filename
         if existing.exists():
             existing.unlink()  # a rebuild replaces, never appends to, an old artifact
+    new_dirs = [d for d in {output / f.directory for f in formats} | {raw_dir} if not d.exists()]
     raw_dir.mkdir(exist_ok=True)
     raw.unlink(missing_ok=True)
+    made: list[Path] = []  # this run's files: removed if it fails, so none looks finished
     try:
         if install is None:
             plan = install_to_disk(raw, replace(opts, generic_image=True, wipe=True),
@@ -132,14 +134,22 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path, opts: Install
             path = output / fmt.directory / fmt.filename
             if fmt.name != "raw":
                 path.parent.mkdir(exist_ok=True)
+                partial = path.with_name(f".{path.name}.partial")
+                made += [partial, path]
                 with steplog.step(f"convert-{fmt.name}", f"Converting to {fmt.name}"):
                     run(["qemu-img", "convert", "-f", "raw", "-O", fmt.qemu_format,
-                         *fmt.qemu_options, str(raw), str(path)])
+                         *fmt.qemu_options, str(raw), str(partial)])
+                    os.replace(partial, path)  # under its name only when whole
             with steplog.step(f"checksum-{fmt.name}", f"Checksumming {path.name}"):
                 artifacts.append(Artifact(fmt.name, str(path.relative_to(output)),
                                           path.stat().st_size, _sha256(path)))
     except BaseException:
         raw.unlink(missing_ok=True)
+        for f in made:
+            f.unlink(missing_ok=True)
+        for d in new_dirs:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise
     finally:
         if not keep_raw:
