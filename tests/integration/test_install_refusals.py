@@ -111,11 +111,12 @@ def test_disk_size_on_an_existing_file_is_an_error(synthetic: SyntheticImages,
     assert digest(used_disk) == before
 
 
-def test_no_room_for_a_new_image_file_is_refused_before_creating_it(
-        synthetic: SyntheticImages, tmp_path: Path) -> None:
+@pytest.mark.parametrize("room", ["4m", "30m"])  # 30m: more than the tree, not enough for
+def test_no_room_for_a_new_image_file_is_refused_before_creating_it(  # mkfs (was: an I/O error)
+        synthetic: SyntheticImages, tmp_path: Path, room: str) -> None:
     small = tmp_path / "small"
     small.mkdir()
-    with Mount("tmpfs", small, fstype="tmpfs", options=("size=4m",)):
+    with Mount("tmpfs", small, fstype="tmpfs", options=(f"size={room}",)):
         rc, err = install(synthetic, "--via-loopback", str(small / "disk.raw"))
         assert rc != 0
         line = one_line_error(err)

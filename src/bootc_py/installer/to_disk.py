@@ -82,11 +82,19 @@ def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool)
         checks.check_image_file_free(device, [discover.disk_info(d) for d in loops_of(device)])
 
 
+# What a sparse image file takes besides the OS tree: the filesystems' own metadata (mkfs
+# of /boot, the ESP and the root), the kernel and initramfs copied to /boot, the ostree
+# repository's own files. A margin (10% of the tree and this), not a measured figure.
+WRITTEN_OVERHEAD = 256 << 20
+
+
 def check_room_for(file: Path, unpacked_bytes: int) -> None:
-    """A sparse image file only takes what is written, but at least the OS tree is."""
+    """A sparse image file only takes what is written: the OS tree and the overhead around
+    it. Too little room ends in a one-line refusal, not in mkfs's I/O error mid-install."""
     parent = file.parent if file.parent.exists() else mountpoint_of(file)
-    if shutil.disk_usage(parent).free < unpacked_bytes:
-        raise no_space(file, unpacked_bytes, f"the disk image {file.name}")
+    need = unpacked_bytes + unpacked_bytes // 10 + WRITTEN_OVERHEAD
+    if shutil.disk_usage(parent).free < need:
+        raise no_space(file, need, f"the disk image {file.name}")
 
 
 def install_to_disk(device: Path, opts: InstallOptions, *, via_loopback: bool = False,
