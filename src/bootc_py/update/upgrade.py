@@ -220,7 +220,7 @@ def _remove_blobs(image: Image, layers: tuple[Layer, ...]) -> None:
 
 
 def _is_enospc(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if isinstance(exc, NoSpaceError) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return True
     return "No space left on device" in str(exc) or "ENOSPC" in str(exc)
 
