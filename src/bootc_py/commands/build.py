@@ -64,6 +64,9 @@ def build(
 
     Example: bootc-py build --type qcow2 --output out docker://registry/os:1
 
+    With bootc-image-builder's config.toml (users, kernel append, filesystems):
+    bootc-py build --type qcow2 --config config.toml docker://registry/os:1
+
     The ISO (bootiso/install.iso) boots under BIOS and UEFI, as a CD or written to a USB
     stick; its live system is the image itself and it installs unattended with the kickstart
     given by inst.ks=, else --kickstart, else the default (the only empty disk, LVM, reboot).
