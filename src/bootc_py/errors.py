@@ -123,3 +123,15 @@ class UpdateError(BootcPyError):
 
 class NoSpaceError(BootcPyError):
     """A filesystem lacks the space a write needs (before it starts, or ENOSPC during it)."""
+
+
+class CommandNoSpaceError(CommandError, NoSpaceError):
+    """An external program failed with ENOSPC. Still a CommandError (so callers that handle a
+    failed program keep doing so), but its message names the filesystem, not the argv."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, message: str,
+                 hint: str | None) -> None:
+        CommandError.__init__(self, argv, returncode, stderr)
+        self.args = (message,)
+        self.message = message
+        self.hint = hint

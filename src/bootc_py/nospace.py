@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from bootc_py.disk.model import human_size
-from bootc_py.errors import NoSpaceError
+from bootc_py.errors import CommandNoSpaceError, NoSpaceError
+
+# How programs say a filesystem is full (stderr of every failed run is searched): strerror
+# (ENOSPC), and ostree refusing to go below its min-free-space-percent/-size reserve.
+ENOSPC_TEXTS = ("No space left on device", "would be exceeded, at least")
+
+
+def says_no_space(stderr: str) -> bool:
+    return any(text in stderr for text in ENOSPC_TEXTS)
 
 
 def mountpoint_of(path: Path) -> Path:
@@ -27,3 +36,31 @@ def no_space(path: Path, needed: int | None, what: str) -> NoSpaceError:
     return NoSpaceError(f"no space left on the filesystem at {mnt}: {what}{need} "
                         f"{human_size(free)} free",
                         f"free some space there, or use another directory ({path})")
+
+
+def _candidates(argv: Sequence[str], cwd: Path) -> list[Path]:
+    """Absolute paths a program was given (`/x`, `--opt=/x`), and where it ran."""
+    found = [cwd]
+    for arg in argv[1:]:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if value.startswith("/") and not value.startswith("/dev/"):
+            found.append(Path(value))
+    return found
+
+
+def program_out_of_space(argv: Sequence[str], returncode: int, stderr: str,
+                         writes: Path | None, needed: int | None,
+                         cwd: Path | None = None) -> CommandNoSpaceError:
+    """The error for a program that failed with ENOSPC. `writes` is where it was writing,
+    when the caller knows; otherwise the filesystem with the least free space among the paths
+    it was given is the one that filled up (a full one has next to nothing left)."""
+    program = Path(argv[0]).name
+    if writes is not None:
+        where = writes
+    else:
+        def free(p: Path) -> int:
+            return shutil.disk_usage(mountpoint_of(p)).free
+        where = min(_candidates(argv, cwd or Path.cwd()), key=free)
+    full = no_space(where, needed, f"{program} failed writing "
+                    f"{where if writes is not None else 'there'}")
+    return CommandNoSpaceError(argv, returncode, stderr, full.message, full.hint)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bootc_py.errors import CommandError, TimeoutExpired, ToolMissingError
+from bootc_py.nospace import program_out_of_space, says_no_space
 
 log = logging.getLogger("bootc_py.run")
 
@@ -83,6 +84,8 @@ def run(
     quiet: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
     own_session: bool = False,
+    writes: str | os.PathLike[str] | None = None,
+    needs: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program; raise CommandError on failure with the tail of its stderr.
 
@@ -93,6 +96,9 @@ def run(
     A program still running after `timeout` seconds is killed: TimeoutExpired. With
     `own_session` it runs in a session of its own and the whole session is killed, so a child
     it left behind (a health-check script's `sleep &`) cannot hold its pipes open.
+    A failure with ENOSPC raises CommandNoSpaceError naming the filesystem that filled up:
+    the one holding `writes` (with `needs` bytes, when the caller can tell), or the fullest of
+    those the arguments name.
     """
     args = [os.fspath(a) for a in argv]
     exe = which(args[0])
@@ -136,6 +142,10 @@ def run(
     if stderr.strip():
         log.debug("%s stderr: %s", Path(args[0]).name, stderr.strip()[-STDERR_TAIL:])
     if check and proc.returncode != 0:
+        if says_no_space(stderr):
+            raise program_out_of_space(args, proc.returncode, stderr[-STDERR_TAIL:],
+                                       Path(writes) if writes is not None else None, needs,
+                                       Path(cwd) if cwd is not None else None)
         raise CommandError(args, proc.returncode, stderr[-STDERR_TAIL:])
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 

@@ -138,7 +138,8 @@ def build_disk_images(formats: Sequence[DiskFormat], output: Path, opts: Install
                 made += [partial, path]
                 with steplog.step(f"convert-{fmt.name}", f"Converting to {fmt.name}"):
                     run(["qemu-img", "convert", "-f", "raw", "-O", fmt.qemu_format,
-                         *fmt.qemu_options, str(raw), str(partial)])
+                         *fmt.qemu_options, str(raw), str(partial)],
+                        writes=partial, needs=raw.stat().st_blocks * 512)
                     os.replace(partial, path)  # under its name only when whole
             with steplog.step(f"checksum-{fmt.name}", f"Checksumming {path.name}"):
                 artifacts.append(Artifact(fmt.name, str(path.relative_to(output)),

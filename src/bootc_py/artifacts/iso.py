@@ -117,7 +117,7 @@ def _xorriso(tree: Path, out: Path, opts: MediaOptions, hybrid: Path) -> None:
          "-b", "boot/grub/bios.img", "-no-emul-boot", "-boot-load-size", "4",
          "-boot-info-table", "--grub2-boot-info", "--grub2-mbr", str(hybrid),
          "--efi-boot", "boot/efi.img", "-efi-boot-part", "--efi-boot-image",
-         "--protective-msdos-label", str(tree)], quiet=True, timeout=3600)
+         "--protective-msdos-label", str(tree)], quiet=True, timeout=3600, writes=out)
 
 
 def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:

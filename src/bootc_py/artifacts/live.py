@@ -191,7 +191,7 @@ def squash(live: LiveSystem, out: Path) -> Path:
     with steplog.step("squashfs", "Writing the live root (squashfs)"):
         run(["mksquashfs", str(live.rootfs), str(out), "-noappend", "-quiet", "-no-progress",
              "-comp", "zstd", "-Xcompression-level", "3", "-b", "1M", "-xattrs"],
-            timeout=3600)
+            timeout=3600, writes=out)
     return out
 
 

@@ -82,5 +82,5 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
         # payload are compressed already (13 s instead of 34 s at -1, measured on the sample).
         with steplog.step("tar", f"Writing {PXE_NAME}"):
             run(["tar", "-C", str(bundle), "--owner=0", "--group=0", "-I", "xz -T0 -0",
-                 "-cf", str(partial), *FILES], timeout=3600)
+                 "-cf", str(partial), *FILES], timeout=3600, writes=partial)
     return output / PXE_DIR / PXE_NAME

@@ -33,6 +33,7 @@ from bootc_py.image import digest as dg
 from bootc_py.image.cache import BlobCache
 from bootc_py.image.ref import ImageRef, Transport, parse_imgref
 from bootc_py.image.source import Image, Layer, PullOptions, human_size, pull, resolve
+from bootc_py.nospace import says_no_space
 from bootc_py.store.importer import import_image, layer_ref
 from bootc_py.store.sysroot import Deployment, Origin, Sysroot, current_of
 from bootc_py.update import cached_update, health
@@ -220,9 +221,10 @@ def _remove_blobs(image: Image, layers: tuple[Layer, ...]) -> None:
 
 
 def _is_enospc(exc: BaseException) -> bool:
+    """NoSpaceError (run() raises one for a program's ENOSPC), or an OSError's ENOSPC."""
     if isinstance(exc, NoSpaceError) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return True
-    return "No space left on device" in str(exc) or "ENOSPC" in str(exc)
+    return says_no_space(str(exc))
 
 
 def _remove_partial(sysroot: Sysroot) -> None:
