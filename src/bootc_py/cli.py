@@ -92,13 +92,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("error: aborted", file=sys.stderr)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort, as a "no" at a prompt
+        signals.ignore()
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        print(f"error: {'interrupted' if interrupted else 'aborted'}", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
+        signals.ignore()
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except signals.Terminated as exc:
+        signals.ignore()
         print(f"error: terminated by {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except BrokenPipeError:

@@ -38,14 +38,21 @@ def no_space(path: Path, needed: int | None, what: str) -> NoSpaceError:
                         f"free some space there, or use another directory ({path})")
 
 
-def _candidates(argv: Sequence[str], cwd: Path) -> list[Path]:
+def _candidates(argv: Sequence[str], cwd: Path | None) -> list[Path]:
     """Absolute paths a program was given (`/x`, `--opt=/x`), and where it ran."""
-    found = [cwd]
+    found = [] if cwd is None else [cwd]
     for arg in argv[1:]:
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if value.startswith("/") and not value.startswith("/dev/"):
             found.append(Path(value))
     return found
+
+
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:  # the directory bootc-py runs in was removed
+        return None
 
 
 def program_out_of_space(argv: Sequence[str], returncode: int, stderr: str,
@@ -56,11 +63,17 @@ def program_out_of_space(argv: Sequence[str], returncode: int, stderr: str,
     it was given is the one that filled up (a full one has next to nothing left)."""
     program = Path(argv[0]).name
     if writes is not None:
-        where = writes
-    else:
-        def free(p: Path) -> int:
-            return shutil.disk_usage(mountpoint_of(p)).free
-        where = min(_candidates(argv, cwd or Path.cwd()), key=free)
-    full = no_space(where, needed, f"{program} failed writing "
-                    f"{where if writes is not None else 'there'}")
+        full = no_space(writes, needed, f"{program} failed writing {writes}")
+        return CommandNoSpaceError(argv, returncode, stderr, full.message, full.hint)
+    candidates = _candidates(argv, cwd or _cwd())
+    if not candidates:
+        return CommandNoSpaceError(
+            argv, returncode, stderr,
+            f"no space left on device: {program} failed, and names no path to tell where",
+            "free some space on the filesystem it writes to (see 'df -h'), then retry")
+
+    def free(p: Path) -> int:
+        return shutil.disk_usage(mountpoint_of(p)).free
+    where = min(candidates, key=free)
+    full = no_space(where, needed, f"{program} failed writing to {where}")
     return CommandNoSpaceError(argv, returncode, stderr, full.message, full.hint)

@@ -54,6 +54,11 @@ PACKAGE_OF: dict[str, str] = {
 STDERR_TAIL = 4000
 # No program bootc-py runs should take longer; callers that can, pass their own timeout.
 DEFAULT_TIMEOUT = 3600.0
+# A device query or partition-table change (losetup, partx, blkid, blockdev, wipefs) answers in
+# well under a second; two minutes without an answer is a hung device, not a slow one.
+DEVICE_TIMEOUT = 120.0
+# mount may replay a journal and umount flush dirty pages of a whole install to a slow disk.
+MOUNT_TIMEOUT = 600.0
 STOP_GRACE = 5.0  # seconds a child gets to exit after SIGTERM before SIGKILL
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bootc_py.disk import loop, mount
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import CommandError, CommandNoSpaceError, TimeoutExpired
 from bootc_py.run import output, run
@@ -21,6 +22,30 @@ def test_a_hung_program_is_stopped_at_its_timeout() -> None:
         run(["sleep", "30"], timeout=0.5)
     assert time.monotonic() - start < 5
     assert err.value.message.startswith("sleep did not finish within 0.5 s and was stopped")
+
+
+@pytest.mark.parametrize("program", ["losetup", "mount"])
+def test_a_hung_device_call_is_stopped_at_the_device_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str) -> None:
+    """losetup and mount had the hour every program gets: a stuck device (a dead NBD or iSCSI
+    disk, a hung USB stick) held an install for an hour. They get their own, shorter limits."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / program).write_text("#!/bin/sh\nexec sleep 600\n")  # a call that never returns
+    (stubs / program).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    image = tmp_path / "disk.raw"
+    image.write_bytes(b"\0" * 4096)
+    start = time.monotonic()
+    with pytest.raises(TimeoutExpired) as err:
+        if program == "losetup":
+            monkeypatch.setattr(loop, "DEVICE_TIMEOUT", 0.5)
+            loop.LoopDevice(image).attach()
+        else:
+            monkeypatch.setattr(mount, "MOUNT_TIMEOUT", 0.5)
+            mount.Mount(image, tmp_path / "mnt", "xfs").mount()
+    assert time.monotonic() - start < 5
+    assert err.value.message.startswith(f"{program} did not finish within 0.5 s")
 
 
 def test_stdin_is_dev_null() -> None:
@@ -87,6 +112,21 @@ def test_enospc_without_writes_names_the_fullest_filesystem_among_the_arguments(
         run(["ostree", f"--repo={repo}", "commit", "--branch=x", f"--tree=dir={data}"],
             quiet=True)
     _assert_names(err.value, full, "ostree")
+    assert f"ostree failed writing to {repo} " in err.value.message
+
+
+def test_enospc_from_a_removed_directory_naming_no_path_is_still_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to tell which filesystem filled (no path argument, and the cwd was removed):
+    this was a FileNotFoundError traceback from Path.cwd()."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(CommandNoSpaceError) as err:
+        run(["sh", "-c", "echo 'write: No space left on device' >&2; exit 1"])
+    assert err.value.message == ("no space left on device: sh failed, and names no path to "
+                                 "tell where")
 
 
 def test_other_failures_stay_command_errors(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from bootc_py.disk.model import human_size
 from bootc_py.disk.plan import PartitionPlan, PlannedPartition, Role
 from bootc_py.errors import DiskError
 from bootc_py.log import step
-from bootc_py.run import run
+from bootc_py.run import DEVICE_TIMEOUT, run
 
 __all__ = ["AppliedDisk", "AppliedPartition", "apply_plan", "fs_uuid", "partition_path",
            "write_table"]
@@ -120,7 +120,7 @@ def apply_plan(device: Path, plan: PartitionPlan) -> AppliedDisk:
         for p in plan.partitions:
             node = nodes[p.number]
             # Old signatures may sit at the new partition's offsets (an earlier layout).
-            run(["wipefs", "-a", "-q", node], quiet=True)
+            run(["wipefs", "-a", "-q", node], quiet=True, timeout=DEVICE_TIMEOUT)
             if p.filesystem:
                 log.info("    %s: %s (%s)", node, p.filesystem, p.fs_label or "no label")
                 make_filesystem(node, p.filesystem, p.fs_label)
@@ -133,8 +133,8 @@ def wipe(device: Path) -> None:
     for number in sorted(kernel_partitions(device)):
         node = partition_path(device, number)
         if node.exists():
-            run(["wipefs", "-a", "-q", node], quiet=True)
-    run(["wipefs", "-a", "-q", device], quiet=True)
+            run(["wipefs", "-a", "-q", node], quiet=True, timeout=DEVICE_TIMEOUT)
+    run(["wipefs", "-a", "-q", device], quiet=True, timeout=DEVICE_TIMEOUT)
 
 
 def write_table(device: Path, plan: PartitionPlan) -> None:

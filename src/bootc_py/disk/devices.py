@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bootc_py.disk.discover import SECTOR, parse_export
 from bootc_py.errors import DiskError
-from bootc_py.run import have, run
+from bootc_py.run import DEVICE_TIMEOUT, have, run
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def kernel_partitions(device: Path | str) -> dict[int, tuple[int, int]]:
 
 def probe(node: Path | str) -> dict[str, str]:
     """`blkid -p` of a device: TYPE, LABEL, UUID, PART_ENTRY_UUID, PART_ENTRY_TYPE, ..."""
-    res = run(["blkid", "-p", "-o", "export", node], check=False, capture=True)
+    res = run(["blkid", "-p", "-o", "export", node], check=False, capture=True,
+              timeout=DEVICE_TIMEOUT)
     if res.returncode == 2:
         return {}
     if res.returncode != 0:
@@ -95,22 +96,22 @@ def reread_partitions(device: Path | str) -> None:
     device. Other disks get `blockdev --rereadpt`, falling back to partx when it is refused.
     """
     if not is_loop(device):
-        res = run(["blockdev", "--rereadpt", device], check=False)
+        res = run(["blockdev", "--rereadpt", device], check=False, timeout=DEVICE_TIMEOUT)
         if res.returncode == 0:
             _settle()
             return
         log.debug("blockdev --rereadpt %s failed, falling back to partx", device)
     # partx -u does not add anything when the kernel knows no partition yet.
-    run(["partx", "-u", device], check=False)
+    run(["partx", "-u", device], check=False, timeout=DEVICE_TIMEOUT)
     if not kernel_partitions(device):
-        run(["partx", "-a", device], check=False)
+        run(["partx", "-a", device], check=False, timeout=DEVICE_TIMEOUT)
     _settle()
 
 
 def _settle() -> None:
     # Where udev runs (a real host), let it finish creating /dev/disk/by-* links.
     if Path("/run/udev/control").exists() and have("udevadm"):
-        run(["udevadm", "settle", "--timeout=30"], check=False)
+        run(["udevadm", "settle", "--timeout=30"], check=False, timeout=DEVICE_TIMEOUT)
 
 
 def wait_for_partitions(device: Path | str, expected: Mapping[int, tuple[int, int]],

@@ -18,7 +18,7 @@ from bootc_py.disk.devices import (
     wait_for_partitions,
 )
 from bootc_py.errors import BootcPyError, DiskError, UsageError
-from bootc_py.run import output, run
+from bootc_py.run import DEVICE_TIMEOUT, output, run
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,14 @@ def create_sparse(file: Path, size: int) -> Path:
 def loops_of(file: Path) -> list[Path]:
     """Loop devices currently attached to `file` (for checks and cleanup of our own files)."""
     text = output(["losetup", "--associated", str(Path(file).resolve()), "--noheadings",
-                   "--output", "NAME"])
+                   "--output", "NAME"], timeout=DEVICE_TIMEOUT)
     return [Path(line.strip()) for line in text.splitlines() if line.strip()]
 
 
 def table_partitions(device: Path) -> dict[int, tuple[int, int]]:
     """Partitions in the table on `device` (read by partx, not the kernel's view)."""
     res = run(["partx", "--show", "--bytes", "--noheadings", "--output", "NR,START,SECTORS",
-               str(device)], check=False, capture=True)
+               str(device)], check=False, capture=True, timeout=DEVICE_TIMEOUT)
     if res.returncode != 0:  # no partition table
         return {}
     # partx reports START and SECTORS in 512-byte units whatever the sector size.
@@ -90,7 +90,7 @@ class LoopDevice:
             argv += ["--sector-size", str(self.sector_size)]
         if self.read_only:
             argv.append("--read-only")
-        self._path = Path(output([*argv, str(self.file)]))
+        self._path = Path(output([*argv, str(self.file)], timeout=DEVICE_TIMEOUT))
         log.debug("attached %s to %s", self.file, self._path)
         try:
             self.rescan()
@@ -112,7 +112,7 @@ class LoopDevice:
             return
         path, self._path = self._path, None
         sysdir = Path("/sys/block") / path.name
-        run(["losetup", "--detach", str(path)], check=False)
+        run(["losetup", "--detach", str(path)], check=False, timeout=DEVICE_TIMEOUT)
         # Detaching a device that is still open only marks it for autoclear: wait until the
         # binding (sys/block/loopN/loop) and the partitions are gone.
         deadline = time.monotonic() + DETACH_TIMEOUT

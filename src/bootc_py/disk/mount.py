@@ -12,7 +12,7 @@ from types import TracebackType
 
 from bootc_py.disk.discover import parse_mountinfo
 from bootc_py.errors import BootcPyError, DiskError
-from bootc_py.run import run
+from bootc_py.run import DEVICE_TIMEOUT, MOUNT_TIMEOUT, run
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Mount:
             argv += ["-t", self.fstype]
         if self.options:
             argv += ["-o", ",".join(self.options)]
-        run([*argv, self.source, str(self.target)])
+        run([*argv, self.source, str(self.target)], timeout=MOUNT_TIMEOUT)
         self.mounted = True
         log.debug("mounted %s on %s", self.source, self.target)
         return self.target
@@ -60,7 +60,8 @@ class Mount:
         succeeds, but its superblock stays frozen and alive and pins the loop device for
         good. EINVAL (not frozen) and EOPNOTSUPP are ignored."""
         if self.mounted:
-            run(["fsfreeze", "--unfreeze", str(self.target)], check=False, capture=True)
+            run(["fsfreeze", "--unfreeze", str(self.target)], check=False, capture=True,
+                timeout=DEVICE_TIMEOUT)
 
     def unmount(self) -> None:
         if not self.mounted:
@@ -68,7 +69,7 @@ class Mount:
         self.mounted = False
         delay = 0.1
         for attempt in range(1, UMOUNT_TRIES + 1):
-            res = run(["umount", str(self.target)], check=False)
+            res = run(["umount", str(self.target)], check=False, timeout=MOUNT_TIMEOUT)
             if res.returncode == 0 or not is_mountpoint(self.target):
                 log.debug("unmounted %s", self.target)
                 return
@@ -76,7 +77,7 @@ class Mount:
             time.sleep(delay)
             delay *= 2
         log.warning("%s is still busy; detaching it lazily (umount -l)", self.target)
-        res = run(["umount", "--lazy", str(self.target)], check=False)
+        res = run(["umount", "--lazy", str(self.target)], check=False, timeout=DEVICE_TIMEOUT)
         if res.returncode != 0 and is_mountpoint(self.target):
             raise DiskError(f"cannot unmount {self.target}: {res.stderr.strip()}")
 
@@ -112,7 +113,7 @@ class Mounts:
     def bind(self, source: Path, target: Path, *, read_only: bool = False) -> Path:
         path = self.mount(source, target, options=("bind",))
         if read_only:  # a bind mount only becomes read-only on a remount
-            run(["mount", "-o", "remount,bind,ro", str(path)])
+            run(["mount", "-o", "remount,bind,ro", str(path)], timeout=MOUNT_TIMEOUT)
         return path
 
     @property

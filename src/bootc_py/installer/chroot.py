@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bootc_py.disk.mount import Mount
-from bootc_py.run import run
+from bootc_py.run import MOUNT_TIMEOUT, run
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class ChrootableTarget:
         try:
             usr = self.root / "usr"
             self._stack.enter_context(Mount(usr, usr, options=["bind"], mkdir=False))
-            run(["mount", "-o", "remount,bind,ro", usr])
+            run(["mount", "-o", "remount,bind,ro", usr], timeout=MOUNT_TIMEOUT)
             self._stack.enter_context(Mount(self.var, self.root / "var", options=["bind"]))
             for fs, where in (("proc", "proc"), ("sysfs", "sys")):
                 self._stack.enter_context(Mount(fs, self.root / where, fstype=fs))
