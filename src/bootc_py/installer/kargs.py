@@ -49,9 +49,9 @@ def problem_of(karg: str) -> str | None:
         return "it contains a newline"
     if any(ord(c) < 0x20 or c == "\x7f" for c in karg):
         return "it contains a control character"
-    if _unbalanced(karg):
+    special, unbalanced = _grub_scan(karg)
+    if unbalanced:
         return "it has an unbalanced quote (grub.cfg would not parse)"
-    special = _grub_special(karg)
     if special:
         return (f"{special!r} is syntax on GRUB's linux line (grub.cfg would run, expand or "
                 "drop what follows, and the disk would not boot)")
@@ -68,24 +68,18 @@ def problem_of(karg: str) -> str | None:
     return None
 
 
-def _unbalanced(karg: str) -> bool:
-    """A quote GRUB would read as opening a string that never ends (a ' inside "..." is
-    literal, as is a " inside '...')."""
+def _grub_scan(karg: str) -> tuple[str | None, bool]:
+    """As GRUB's script parser reads `karg`: (the first character it would act on: `$`
+    anywhere (expanded even in double quotes), `;|&<>{}` and a backslash outside quotes, `#`
+    starting a word; whether a quote is left open). A ' inside "..." is literal, as is a "
+    inside '...'."""
     open_quote = ""
-    for c in karg:
-        if c in "\"'" and open_quote in ("", c):
-            open_quote = "" if open_quote else c
-    return bool(open_quote)
-
-
-def _grub_special(karg: str) -> str | None:
-    """The first character GRUB's script parser would act on: `$` anywhere (expanded even in
-    double quotes), `;|&<>{}` and a backslash outside quotes, `#` starting a word."""
-    open_quote = ""
+    special: str | None = None
     for i, c in enumerate(karg):
         if c in "\"'" and open_quote in ("", c):
             open_quote = "" if open_quote else c
-        elif (c == "$" and open_quote != "'") or (not open_quote and (c in ";|&<>{}\\"
-                                 or (c == "#" and (i == 0 or karg[i - 1].isspace())))):
-            return c
-    return None
+        elif special is None and (
+                (c == "$" and open_quote != "'") or (not open_quote and (
+                    c in ";|&<>{}\\" or (c == "#" and (i == 0 or karg[i - 1].isspace()))))):
+            special = c
+    return special, bool(open_quote)
