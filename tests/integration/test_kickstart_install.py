@@ -345,3 +345,32 @@ def test_an_image_file_still_attached_is_refused_before_pre_and_the_pull(
     assert not marker.exists()  # %pre did not run
     assert not any(cache.rglob("sha256*"))  # nothing was pulled
     assert disk.stat().st_blocks == 0  # nothing was written
+
+
+def test_clearpart_list_erases_a_disk_only_when_it_lists_every_partition(
+        image: str, tmp_path: Path) -> None:
+    """clearpart --list named partitions, which the translation took for disks ("several
+    disks"); a disk holding a partition the list leaves out is refused before any write."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 4 << 30)
+    subprocess.run(["sfdisk", "--quiet", str(disk)], check=True, text=True,
+                   input="label: gpt\n,100M\n,100M\n,100M\n")
+    before = subprocess.run(["sfdisk", "--dump", str(disk)], check=True, capture_output=True,
+                            text=True).stdout
+    ks = tmp_path / "ks.cfg"
+    body = f"bootc --source-imgref {image}\nreqpart --add-boot\npart / --grow --fstype xfs\n"
+    ks.write_text(f"clearpart --list=vda1,vda2\n{body}")
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), str(ks))
+    assert res.returncode == 2
+    assert f"error: clearpart --list names /dev/vda1, /dev/vda2, but {disk} also holds " \
+        "partition 3: bootc-py writes a whole new partition table and would erase it" \
+        in res.stderr, res.stderr
+    assert subprocess.run(["sfdisk", "--dump", str(disk)], check=True, capture_output=True,
+                          text=True).stdout == before
+    ks.write_text(f"clearpart --list=vda1,vda2,vda3\n{body}")
+    res = run_cli("install", "kickstart", "--via-loopback", str(disk), str(ks))
+    assert res.returncode == 0, res.stderr
+    with LoopDevice(disk, read_only=True) as loop:
+        subprocess.run(["xfs_repair", "-n", str(loop.partition(4))], check=True,
+                       capture_output=True)

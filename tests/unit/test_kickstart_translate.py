@@ -15,7 +15,13 @@ import pytest
 from bootc_py.disk.layout import plan_layout
 from bootc_py.disk.model import GiB
 from bootc_py.kickstart.parse import parse
-from bootc_py.kickstart.translate import KickstartError, TranslateOptions, translate
+from bootc_py.kickstart.translate import (
+    KickstartError,
+    TranslateOptions,
+    disk_of_partition,
+    partition_number,
+    translate,
+)
 from testlib import check_golden as golden
 
 DATA = Path(__file__).parent / "data" / "kickstart"
@@ -101,3 +107,23 @@ def test_bootloader_timeout_zero_counts_and_out_of_range_is_refused() -> None:
         translate(parse(base + "bootloader --timeout 301\n", source="ks.cfg"))
     assert [str(p) for p in info.value.problems] == [
         "ks.cfg:4: bootloader --timeout 301: give 0 to 300 seconds"]
+
+
+@pytest.mark.parametrize(("name", "disk", "number"), [
+    ("vda1", "/dev/vda", 1), ("sda12", "/dev/sda", 12), ("nvme0n1p2", "/dev/nvme0n1", 2),
+    ("mmcblk0p1", "/dev/mmcblk0", 1),
+    ("disk/by-id/virtio-os-part3", "/dev/disk/by-id/virtio-os", 3),
+    ("nvme0n1", "/dev/nvme0n1", 0), ("vda", "/dev/vda", 0),
+])
+def test_clearpart_list_names_partitions_on_their_disk(name: str, disk: str,
+                                                        number: int) -> None:
+    assert (disk_of_partition(name), partition_number(name)) == (disk, number)
+
+
+def test_clearpart_list_of_a_disk_name_is_an_error() -> None:
+    text = "bootc --source-imgref registry:localhost:5000/os:1\nclearpart --list=nvme0n1\n" \
+        "reqpart --add-boot\npart / --grow\n"
+    with pytest.raises(KickstartError) as info:
+        translate(parse(text, source="ks.cfg"))
+    assert [str(p) for p in info.value.problems] == [
+        "ks.cfg:2: clearpart --list /dev/nvme0n1: not a partition name (vda1, nvme0n1p2, ...)"]

@@ -20,6 +20,7 @@ from bootc_py.disk import apply as disk_apply
 from bootc_py.disk import checks, discover, volumes
 from bootc_py.disk.layout import LayoutPlan, plan_layout
 from bootc_py.disk.loop import LoopDevice, create_sparse
+from bootc_py.disk.model import DiskInfo
 from bootc_py.disk.mount import Mount, is_mountpoint
 from bootc_py.disk.plan import min_disk_size
 from bootc_py.errors import CommandError, DiskError, InstallError, UsageError
@@ -29,7 +30,7 @@ from bootc_py.installer.plan import BootloaderChoice, InstallPlan
 from bootc_py.installer.prepare import prepare
 from bootc_py.installer.to_disk import check_before_pull, check_room_for, default_disk_size
 from bootc_py.kickstart import etc
-from bootc_py.kickstart.translate import KickstartPlan, ScriptPlan
+from bootc_py.kickstart.translate import DiskTarget, KickstartPlan, ScriptPlan
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,21 @@ def install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kicksta
         raise
 
 
+def _check_listed(target: DiskTarget, info: DiskInfo, device: Path) -> None:
+    """`clearpart --list` erases only what it lists; bootc-py writes a whole new table, so a
+    disk holding any other partition is refused before anything is written."""
+    if not target.listed:
+        return
+    others = sorted(p.number for p in info.partitions if p.number not in target.listed_numbers)
+    if others:
+        raise UsageError(
+            f"clearpart --list names {', '.join(target.listed)}, but {device} also holds "
+            f"partition {', '.join(map(str, others))}: bootc-py writes a whole new partition "
+            "table and would erase it",
+            "add it to clearpart --list, or erase the whole disk with clearpart --all "
+            "--drives=DISK")
+
+
 def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> KickstartInstall:
     opts = plan.options
     prepared = prepare(opts)
@@ -144,6 +160,7 @@ def _install(plan: KickstartPlan, device: Path, *, via_loopback: bool) -> Kickst
             with steplog.step("check-target", f"Checking {device}"):
                 info = discover.disk_info(block)
                 checks.check_target(info, wipe=opts.wipe or created, min_size=need)
+                _check_listed(plan.target, info, device)
                 layout = plan_layout(plan.layout, info.size_bytes,
                                      sector_size=info.logical_sector_size)
             with steplog.step("partition", f"Partitioning and formatting {block}"):

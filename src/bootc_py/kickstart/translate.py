@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,11 +174,17 @@ class ScriptPlan:
 @dataclass(frozen=True)
 class DiskTarget:
     """Which disk the kickstart selects (None: the one disk the caller names) and whether it
-    may be erased."""
+    may be erased. `listed`: the partitions `clearpart --list` names; the disk is erased only
+    if it holds no other (bootc-py writes a whole new partition table)."""
 
     disk: str | None
     wipe: bool
     skip: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
+
+    @property
+    def listed_numbers(self) -> frozenset[int]:
+        return frozenset(partition_number(p) for p in self.listed)
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,7 @@ class KickstartPlan:
                         "bootloader": o.bootloader, "generic_image": o.generic_image,
                         "kargs": list(o.kargs), "wipe": o.wipe},
             "disk": {"disk": self.target.disk, "wipe": self.target.wipe,
+                     "listed": list(self.target.listed),
                      "skip": list(self.target.skip)},
             "layout": self.layout.to_dict(),
             "system": self.system.to_dict(),
@@ -227,7 +235,9 @@ class KickstartPlan:
                     else ""),
                  f"Kernel args:  {' '.join(['root=UUID=<root>', 'rw', *o.kargs])}",
                  f"Disk:         {self.target.disk or '(the one given on the command line)'}"
-                 + (", erased" if self.target.wipe else ", must be empty")]
+                 + (", must be empty" if not self.target.wipe
+                    else f", erased if it holds only {', '.join(self.target.listed)}"
+                    if self.target.listed else ", erased")]
         text = "\n".join(lines) + "\n"
         if layout is not None:
             text += layout.render()
@@ -426,6 +436,29 @@ def _disk_name(name: str) -> str:
     return name if name.startswith("/dev/") else f"/dev/{name}"
 
 
+# A partition's name is its disk's and a number: vda1, nvme0n1p2, mmcblk0p1, by-id/...-part2.
+_PARTITION = re.compile(r"(?P<disk>.*?)(?:-part|(?<=\d)p|(?<=\D))(?P<number>\d+)")
+
+
+# Whole disks whose names end in a digit.
+_WHOLE = re.compile(r"/dev/(nvme\d+n\d+|mmcblk\d+|loop\d+|md\d+)")
+
+
+def _split_partition(name: str) -> tuple[str, int]:
+    """(its disk, its number); (the name, 0) for a name that is not a partition's."""
+    path = _disk_name(name)
+    m = None if _WHOLE.fullmatch(path) else _PARTITION.fullmatch(path)
+    return (m.group("disk"), int(m.group("number"))) if m else (path, 0)
+
+
+def disk_of_partition(name: str) -> str:
+    return _split_partition(name)[0]
+
+
+def partition_number(name: str) -> int:
+    return _split_partition(name)[1]
+
+
 def _target(doc: KickstartDoc, pr: _Problems) -> DiskTarget:
     named: list[tuple[str, Where]] = []
     if doc.ignoredisk_only:
@@ -434,7 +467,8 @@ def _target(doc: KickstartDoc, pr: _Problems) -> DiskTarget:
                   for d in doc.ignoredisk_only]
     cp = doc.clearpart
     if cp is not None:
-        named += [(_disk_name(d), cp.where) for d in (*cp.drives, *cp.devices)]
+        named += [(_disk_name(d), cp.where) for d in cp.drives]
+        named += [(disk_of_partition(d), cp.where) for d in cp.devices]
     named += [(_disk_name(p.ondisk), p.where) for p in doc.parts if p.ondisk]
     disks = sorted({d for d, _ in named})
     if len(disks) > 1:
@@ -455,7 +489,12 @@ def _target(doc: KickstartDoc, pr: _Problems) -> DiskTarget:
             wipe = True
         if cp.disklabel and cp.disklabel != "gpt":
             pr.add(cp.where, f"clearpart --disklabel {cp.disklabel}: bootc-py writes GPT only")
-    return DiskTarget(disk, wipe, skip)
+    listed = tuple(_disk_name(d) for d in cp.devices) if cp and cp.mode == "list" else ()
+    for name in listed:
+        if not partition_number(name):
+            pr.add(cp.where if cp else Where(doc.source, 0),
+                   f"clearpart --list {name}: not a partition name (vda1, nvme0n1p2, ...)")
+    return DiskTarget(disk, wipe, skip, listed)
 
 
 def _mountpoint_problem(mp: str) -> str | None:
