@@ -16,19 +16,18 @@ import pytest
 
 from fixture_image.bootclayer import enable_links
 from fixture_image.recipe import BOOTC_PY_SRC
+from testlib import require_root, require_tool
 from vmharness.disks import Rootfs
 from vmharness.initramfs import list_files
 from vmharness.samples import SampleImages, build_samples
-from vmharness.testing import require_root, require_tool
 
 SIZE_LIMIT = 520 * 1000 * 1000  # 500 MB until pykickstart was vendored for the installer
 
 
 @pytest.fixture(scope="module")
-def samples(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
-    require_root(request.config)
-    require_tool(request.config, "mmdebstrap", "umoci", "skopeo")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+    require_root()
+    require_tool("mmdebstrap", "umoci", "skopeo")
     return build_samples(tmp_path_factory.mktemp("fixture-images") / "oci")
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from testlib import require_root, require_tool
 from vmharness import VM, Drive
 from vmharness import boot_check as _boot_check
 from vmharness.samples import DirectBootDisk, SampleImages, build_samples, make_direct_boot_disk
-from vmharness.testing import require_root, require_tool
 
 SERIAL_LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 VM_TOOLS = ("qemu-system-x86_64", "qemu-img")
@@ -60,15 +60,14 @@ def _remember(request: pytest.FixtureRequest, name: str, log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def sample_images(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
     """The sample images v1, v2, broken in one OCI layout (built once; from cache in seconds).
 
     `.oci_dir`, `.ref("v1")` -> "oci:/...:v1", `.manifest_digest(v)`, `.version(v)`,
     `.layer_digests(v)`, `.config(v)`, `.push(v, "127.0.0.1:PORT/name:tag")`.
     """
-    require_root(request.config)
-    require_tool(request.config, "mmdebstrap", "umoci", "skopeo")
+    require_root()
+    require_tool("mmdebstrap", "umoci", "skopeo")
     return build_samples(tmp_path_factory.mktemp("sample-images") / "oci")
 
 
@@ -82,13 +81,13 @@ def sample_rootfs(sample_images: SampleImages, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def direct_boot_disk(request: pytest.FixtureRequest, sample_rootfs: Callable[[str], Any],
+def direct_boot_disk(sample_rootfs: Callable[[str], Any],
                      tmp_path_factory: pytest.TempPathFactory
                      ) -> Callable[[str], DirectBootDisk]:
     """`direct_boot_disk("v1")` -> an ext4 disk of the flattened image (no ostree, no
     bootloader) plus `.vm_args()` to boot it with the image's own kernel and initramfs.
     Boot it with `Drive(d.disk, snapshot=True)` to keep it pristine for other tests."""
-    require_tool(request.config, "mkfs.ext4")
+    require_tool("mkfs.ext4")
     work = tmp_path_factory.mktemp("direct-boot")
     made: dict[str, DirectBootDisk] = {}
 
@@ -104,7 +103,7 @@ def direct_boot_disk(request: pytest.FixtureRequest, sample_rootfs: Callable[[st
 def vm_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., VM]]:
     """`vm_factory(**VM args)` -> a VM (not started: `with vm: vm.check()`), its files under
     tmp_path/<name>-<n>; stopped at the end of the test; serial tail on failure."""
-    require_tool(request.config, *VM_TOOLS)
+    require_tool(*VM_TOOLS)
     vms: list[VM] = []
     counter = itertools.count(1)
 
@@ -125,7 +124,7 @@ def boot_check(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., 
     """`boot_check(*drives, firmware="uefi", script=None, poweroff=True, timeout=..., **VM args)`
     -> the guest's check report (dict). One cold boot each call; call it again to boot again.
     The guest powers itself off after reporting, so its writes are on the disk."""
-    require_tool(request.config, *VM_TOOLS)
+    require_tool(*VM_TOOLS)
     counter = itertools.count(1)
 
     def boot(*drives: Drive | Path | str, **kwargs: Any) -> dict[str, Any]:
@@ -150,7 +149,7 @@ def installed_base(request: pytest.FixtureRequest, sample_images: SampleImages,
     `install to-disk --via-loopback --source-imgref <variant> *install_args`, made once per
     session for each distinct set of arguments. Never boot it directly: take an overlay
     (`installed_disk`), so every test starts from the freshly installed disk."""
-    require_tool(request.config, *VM_TOOLS)
+    require_tool(*VM_TOOLS)
     made: dict[tuple[str, ...], Path] = {}
 
     def get(*install_args: str, variant: str = "v1") -> Path:
@@ -184,11 +183,11 @@ def installed_disk(installed_base: Callable[..., Path], tmp_path: Path) -> Calla
 
 
 @pytest.fixture(scope="session")
-def plain_disk_base(request: pytest.FixtureRequest) -> Path:
+def plain_disk_base() -> Path:
     """The plain (non-ostree) Debian disk (vm-fixtures/fixture_image/plaindisk.py), from the
     fixture cache (read-only: boot `plain_disk()` overlays)."""
-    require_root(request.config)
-    require_tool(request.config, "mmdebstrap", "sfdisk", "grub-install", "mcopy", *VM_TOOLS)
+    require_root()
+    require_tool("mmdebstrap", "sfdisk", "grub-install", "mcopy", *VM_TOOLS)
     from fixture_image.plaindisk import plain_disk as build
 
     return build()[0]

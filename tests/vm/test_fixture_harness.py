@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from testlib import require_tool
 from vmharness import VM, Drive, VMExited, VMTimeout
 from vmharness.qemu import KERNEL_STALL_S
 from vmharness.samples import DirectBootDisk
-from vmharness.testing import require_tool
 
 
 def _summary(facts: dict[str, Any]) -> str:
@@ -74,11 +74,10 @@ def test_direct_boot_reports_facts(firmware: str, direct_boot_disk: Callable[[st
 
 def test_script_and_persistence_across_cold_boots(
         direct_boot_disk: Callable[[str], DirectBootDisk],
-        boot_check: Callable[..., dict[str, Any]], tmp_path: Path,
-        request: pytest.FixtureRequest) -> None:
+        boot_check: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
     """Boot, write /etc and /var from a script, power off; boot again (other firmware), read.
     The disk is a qcow2 overlay on the shared raw disk."""
-    require_tool(request.config, "qemu-img")
+    require_tool("qemu-img")
     d = direct_boot_disk("v1")
     overlay = tmp_path / "overlay.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(d.disk), "-F", "raw",

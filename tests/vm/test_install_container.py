@@ -19,9 +19,9 @@ import pytest
 
 from bootc_py.disk.loop import LoopDevice
 from bootc_py.disk.mount import Mount
+from testlib import require_tool
 from vmharness import Drive
 from vmharness.samples import SampleImages
-from vmharness.testing import require_tool
 
 NAME = "localhost/bootc-py-sample:v1"
 
@@ -43,9 +43,9 @@ def short_runroot(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def podman(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+def podman(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """podman with its own storage under tmp_path, runc (crun fails on this host's cgroups)."""
-    require_tool(request.config, "podman", "runc", "skopeo")
+    require_tool("podman", "runc", "skopeo")
     conf = tmp_path / "containers.conf"
     conf.write_text('[containers]\ndefault_ulimits = []\n'
                     '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
