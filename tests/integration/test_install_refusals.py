@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +102,22 @@ def test_bad_target_imgref_is_refused_before_the_pull(synthetic: SyntheticImages
     assert not _pulled(cache)
 
 
+def test_bad_target_imgref_to_a_filesystem_is_refused_before_the_pull(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    """to-filesystem (and to-existing-root, which shares its resolve step) read
+    --target-imgref only after the whole pull."""
+    cache, root, fs = tmp_path / "fresh-cache", tmp_path / "root", tmp_path / "fs.raw"
+    fs.write_bytes(b"")
+    os.truncate(fs, 64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", str(fs)], check=True)
+    with LoopDevice(fs) as loop, Mount(loop.path, root):
+        res = run_cli("install", "to-filesystem", "--target-imgref", "oci:", "--source-imgref",
+                      synthetic.ref("v1"), "--cache-dir", str(cache), str(root))
+    assert res.returncode == 2
+    assert one_line_error(res.stderr).startswith("error: invalid image reference 'oci:'")
+    assert not _pulled(cache)
+
+
 def test_disk_size_on_an_existing_file_is_an_error(synthetic: SyntheticImages,
                                                    used_disk: Path) -> None:
     before = digest(used_disk)
@@ -133,6 +151,24 @@ def test_used_disk_without_wipe_is_refused_and_untouched(synthetic: SyntheticIma
     assert "--wipe" in err
     one_line_error(err)
     assert digest(used_disk) == before
+
+
+@pytest.mark.parametrize("how", ["image file", "block device"])
+def test_used_disk_without_wipe_is_refused_before_the_pull(
+        synthetic: SyntheticImages, used_disk: Path, tmp_path: Path, how: str) -> None:
+    """Forgetting --wipe cost a whole download: the emptiness check came after the pull."""
+    cache = tmp_path / "fresh-cache"
+    with contextlib.ExitStack() as stack:
+        if how == "image file":
+            target, args = used_disk, ["--via-loopback"]
+        else:
+            target, args = stack.enter_context(LoopDevice(used_disk)).path, []
+        res = run_cli("install", "to-disk", "--source-imgref", synthetic.ref("v1"),
+                      "--cache-dir", str(cache), *args, str(target))
+    assert res.returncode != 0
+    assert one_line_error(res.stderr).startswith(f"error: {target} is not empty: it has ")
+    assert "use --wipe to erase it" in res.stderr
+    assert not _pulled(cache), "a forgotten --wipe cost a whole pull"
 
 
 def test_mounted_device_is_refused(synthetic: SyntheticImages, used_disk: Path,

@@ -17,7 +17,7 @@ from pathlib import Path
 from bootc_py.bootloader import bootcount, grub, systemd_boot
 from bootc_py.bootloader.bls import read_entries
 from bootc_py.errors import BootcPyError, BootloaderError
-from bootc_py.run import run
+from bootc_py.run import DEVICE_TIMEOUT, run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def _open_esp(device: Path) -> systemd_boot.EspWriter:
 def find_esp(setup: BootloaderSetup) -> Path:
     if not setup.esp_uuid:
         raise BootloaderError("no EFI system partition is recorded for this system")
-    res = run(["blkid", "-U", setup.esp_uuid], check=False, capture=True)
+    res = run(["blkid", "-U", setup.esp_uuid], check=False, capture=True,
+              timeout=DEVICE_TIMEOUT)
     if res.returncode != 0 or not res.stdout.strip():
         raise BootloaderError(f"the EFI system partition (UUID {setup.esp_uuid}) was not found")
     return Path(res.stdout.strip())

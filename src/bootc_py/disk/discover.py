@@ -19,7 +19,7 @@ import pyudev
 
 from bootc_py.disk.model import DiskInfo, InUse, MountEntry, PartitionInfo, UseKind
 from bootc_py.errors import DiskError
-from bootc_py.run import run
+from bootc_py.run import DEVICE_TIMEOUT, run
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def _blkid(node: Path) -> dict[str, str]:
     """Low-level probe (-p: no cache, works without udev). Empty when nothing is found."""
     if not node.exists():
         return {}
-    res = run(["blkid", "-p", "-o", "export", node], check=False, capture=True)
+    res = run(["blkid", "-p", "-o", "export", node], check=False, capture=True,
+              timeout=DEVICE_TIMEOUT)
     if res.returncode == 0:
         return parse_export(res.stdout)
     if res.returncode != 2:  # 2: nothing found; others: e.g. ambivalent signatures
@@ -119,7 +120,8 @@ def _wipefs_types(node: Path) -> list[str]:
     """Every signature on the device itself (wipefs without -a only lists)."""
     if not node.exists():
         return []
-    res = run(["wipefs", "--json", node], check=False, capture=True)
+    res = run(["wipefs", "--json", node], check=False, capture=True,
+              timeout=DEVICE_TIMEOUT)
     if res.returncode != 0 or not res.stdout.strip():
         return []
     sigs = json.loads(res.stdout).get("signatures", [])

@@ -21,7 +21,7 @@ from bootc_py.installer import config as install_config
 from bootc_py.installer import sysroot as install_state
 from bootc_py.installer.plan import BootloaderChoice, choose_bootloaders
 from bootc_py.installer.to_filesystem import disk_partitions, fit_to_disk, mount_of
-from bootc_py.run import output, run
+from bootc_py.run import DEVICE_TIMEOUT, output, run
 from bootc_py.store.sysroot import Sysroot
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def plan_bootloader(root: Path, bootloader_name: str, *, generic: bool,
     setup = bootloader.BootloaderSetup(
         grub_bios=choice.grub_bios, grub_efi=choice.grub_efi, systemd_boot=choice.systemd_boot,
         boot_uuid=boot_uuid,
-        esp_uuid=(output(["blkid", "-s", "UUID", "-o", "value", esp]) or None) if esp else None,
+        esp_uuid=(output(["blkid", "-s", "UUID", "-o", "value", esp], timeout=DEVICE_TIMEOUT)
+                  or None) if esp else None,
         grub_prefix="/grub" if boot_fs else "/boot/grub",
         timeout=install_config.load_tree(default.path).menu_timeout)
     previous = bootloader.load_setup(root / "boot")

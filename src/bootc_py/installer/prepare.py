@@ -91,7 +91,9 @@ def prepare(opts: InstallOptions) -> PreparedImage:
     running = None if opts.source_imgref else running_image()
     source = opts.source_imgref or (running.source if running else "")
     ref = parse_imgref(source)
-    karg_check.check(opts.kargs, "--karg")  # before the pull: it needs no image bytes
+    karg_check.check(opts.kargs, "--karg")  # before the pull: these need no image bytes
+    if opts.target_imgref:
+        parse_imgref(opts.target_imgref)
     image = pull(ref, opts.pull)  # a named, timed step of its own, with byte progress
     with steplog.step("preflight", "Checking the image before touching the target"):
         summary = summarize(image)

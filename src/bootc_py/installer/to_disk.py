@@ -8,6 +8,7 @@ failure at any step unwinds them and says which step failed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -62,8 +63,8 @@ def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool)
     # against the image's real size once it is pulled.
     floor = min_disk_size(0)
     if not via_loopback:
-        # Busy, partition, read-only, no medium, far too small.
-        checks.check_target(discover.disk_info(device), wipe=True, min_size=floor)
+        # Busy, partition, read-only, no medium, far too small, not empty without --wipe.
+        checks.check_target(discover.disk_info(device), wipe=opts.wipe, min_size=floor)
         return
     size = device.stat().st_size if device.is_file() else opts.disk_size
     if size is not None and size < floor:
@@ -80,6 +81,11 @@ def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool)
                              f"remove it to make a new one, or resize it: truncate -s SIZE "
                              f"{device}")
         checks.check_image_file_free(device, [discover.disk_info(d) for d in loops_of(device)])
+        if not opts.wipe:  # a used image file without --wipe: refused now, not after the pull
+            with LoopDevice(device, read_only=True) as loop:
+                info = dataclasses.replace(discover.disk_info(loop.path), path=device,
+                                           read_only=False)  # attached read-only to look
+            checks.check_target(info, wipe=False, min_size=floor)
 
 
 # What a sparse image file takes besides the OS tree: the filesystems' own metadata (mkfs

@@ -18,7 +18,7 @@ from bootc_py.errors import InstallError, UsageError
 from bootc_py.installer.deploy import InstallResult, TargetFilesystems, finish, install_into
 from bootc_py.installer.plan import BootloaderChoice, InstallOptions, InstallPlan
 from bootc_py.installer.prepare import PreparedImage, prepare
-from bootc_py.run import output, run
+from bootc_py.run import DEVICE_TIMEOUT, output, run
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ def mount_of(path: Path) -> MountedFs | None:
     if res.returncode != 0 or not res.stdout.strip():
         return None
     fs = json.loads(res.stdout)["filesystems"][0]
-    uuid = fs.get("uuid") or output(["blkid", "-s", "UUID", "-o", "value", fs["source"]])
+    uuid = fs.get("uuid") or output(["blkid", "-s", "UUID", "-o", "value", fs["source"]],
+                                         timeout=DEVICE_TIMEOUT)
     return MountedFs(source=fs["source"], uuid=uuid, fstype=fs["fstype"])
 
 
@@ -114,7 +115,8 @@ def resolve_target(root_mount: Path, opts: InstallOptions) -> ResolvedTarget:
     plan = replace(prepared.plan, bootloaders=choice, device=root_mount)
     esp_uuid = None
     if esp:
-        esp_uuid = output(["blkid", "-s", "UUID", "-o", "value", esp]) or None
+        esp_uuid = output(["blkid", "-s", "UUID", "-o", "value", esp],
+                          timeout=DEVICE_TIMEOUT) or None
     target = TargetFilesystems(
         root=root_mount, root_uuid=root_fs.uuid, root_fstype=root_fs.fstype,
         boot_uuid=boot_fs.uuid if boot_fs else root_fs.uuid,
