@@ -171,6 +171,23 @@ def test_used_disk_without_wipe_is_refused_before_the_pull(
     assert not _pulled(cache), "a forgotten --wipe cost a whole pull"
 
 
+def test_a_loop_device_whose_file_is_mounted_through_another_is_refused(
+        synthetic: SyntheticImages, used_disk: Path, tmp_path: Path) -> None:
+    """Only the loop device given was checked: its file, attached a second time with a
+    partition mounted, was reformatted under that mount."""
+    mnt = tmp_path / "mnt"
+    with LoopDevice(used_disk) as first, Mount(first.partition(1), mnt), \
+            LoopDevice(used_disk) as second:
+        (mnt / "data").write_text("kept\n")
+        rc, err = install(synthetic, "--wipe", str(second.path))
+        assert rc != 0
+        assert one_line_error(err) == (
+            f"error: {used_disk} is in use: {first.partition(1)} (attached to it) is mounted "
+            f"at {mnt}")
+    with LoopDevice(used_disk) as loop, Mount(loop.partition(1), mnt):
+        assert (mnt / "data").read_text() == "kept\n"  # the filesystem was not remade
+
+
 def test_mounted_device_is_refused(synthetic: SyntheticImages, used_disk: Path,
                                    tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

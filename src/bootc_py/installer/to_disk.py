@@ -64,7 +64,13 @@ def check_before_pull(device: Path, opts: InstallOptions, *, via_loopback: bool)
     floor = min_disk_size(0)
     if not via_loopback:
         # Busy, partition, read-only, no medium, far too small, not empty without --wipe.
-        checks.check_target(discover.disk_info(device), wipe=opts.wipe, min_size=floor)
+        info = discover.disk_info(device)
+        checks.check_target(info, wipe=opts.wipe, min_size=floor)
+        if info.is_loop and info.backing_file:  # the same file through another loop device
+            others = [discover.disk_info(d) for d in loops_of(Path(info.backing_file))
+                      if d.resolve() != info.path.resolve()]
+            checks.check_image_file_free(Path(info.backing_file),
+                                         [o for o in others if o.mounts])
         return
     size = device.stat().st_size if device.is_file() else opts.disk_size
     if size is not None and size < floor:
