@@ -45,14 +45,19 @@ def signal_at(cmd: list[str], step: str, sig: signal.Signals, log: Path,
     """Run `cmd`, send `sig` `delay` s after it starts `step` (and `then` while it cleans up);
     (exit code, stderr, its children then). With `ignored`, `cmd` starts with `sig` ignored,
     as `nohup` starts a program for SIGHUP."""
-    def ignore() -> None:
-        signal.signal(sig, signal.SIG_IGN)
+    def dispositions() -> None:
+        # As a terminal or systemd starts it, whatever this test inherited: a shell's
+        # background job (nohup ... &) ignores SIGINT and SIGHUP, and bootc-py keeps that.
+        for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+        if ignored:
+            signal.signal(sig, signal.SIG_IGN)
 
     read_fd, write_fd = os.pipe()
     with open(log, "w+") as err:
         proc = subprocess.Popen([*cmd[:1], "--progress-fd", str(write_fd), *cmd[1:]],
                                 stdout=subprocess.DEVNULL, stderr=err, pass_fds=(write_fd,),
-                                env=env, preexec_fn=ignore if ignored else None)
+                                env=env, preexec_fn=dispositions)
         os.close(write_fd)
         kids: set[int] = set()
         with os.fdopen(read_fd) as events:
