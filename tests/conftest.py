@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "vm-fixtures"))
 sys.path.insert(0, str(REPO / "tests"))  # testlib and the shared test helpers
 
 import registry_fixture  # noqa: E402
+import tmpspace  # noqa: E402
 from testlib import require_root, require_tool  # noqa: E402,F401  (re-exported)
 
 # Seconds each VM test took in CI (a clean clone of 1b1c952, two VMs side by side, -smp 1
@@ -81,9 +82,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return HostTestsTogether(config, log)
 
 
+def _needs_disk(config: pytest.Config) -> bool:
+    """False for the fast run (`-m "not root and not vm"`, or only tests/unit)."""
+    marks = str(config.option.markexpr or "")
+    if "not root" in marks and "not vm" in marks:
+        return False
+    args = [str(a) for a in config.args]
+    return not args or not all(a.startswith("tests/unit") for a in args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("tmpspace"):
+        config.pluginmanager.register(tmpspace, "tmpspace")  # removes passed tests' tmp_path
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault("BOOTC_PY_VM_CPUS", "1")
+        return
+    if config.option.basetemp is None:
+        tmpspace.unlock_old_sessions(tmpspace.temp_root())
+    if _needs_disk(config):
+        short = tmpspace.shortfall(tmpspace.temp_root())
+        if short:
+            raise pytest.UsageError(short)
 
 
 def _expected_s(item: pytest.Item) -> float:
