@@ -7,8 +7,10 @@ and a one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from bootc_py.commands import (
     update,
 )
 from bootc_py.errors import BootcPyError
-from bootc_py.nospace import no_space
+from bootc_py.image.cache import default_cache_dir
+from bootc_py.nospace import no_space, unnamed_write
 
 app = typer.Typer(
     name="bootc-py",
@@ -75,11 +78,19 @@ def _global(
     log.setup(verbose=verbose, progress_fd=progress_fd)
 
 
+def _drop_stdout() -> None:
+    """What stdout still buffers cannot be written: send it to /dev/null, so the interpreter's
+    flush at exit does not print a second error."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every BootcPyError becomes `error: <message>` and a non-zero exit."""
     signals.install()
     try:
         result = app(args=argv, standalone_mode=False)
+        sys.stdout.flush()  # here, where a full or closed stdout is an error, not at exit
     except BootcPyError as exc:
         logging.getLogger("bootc_py").debug("error details", exc_info=True)
         for line in getattr(exc, "problems", None) or [exc.message]:  # ConfigProblems: all
@@ -106,14 +117,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: terminated by {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        _drop_stdout()
         sys.exit(141)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        if not exc.filename:
-            print("error: no space left on device", file=sys.stderr)
-            sys.exit(1)
-        full = no_space(Path(exc.filename), None, f"writing {exc.filename}")
+        full = no_space(Path(exc.filename), None, f"writing {exc.filename}") if exc.filename \
+            else unnamed_write(default_cache_dir())
+        _drop_stdout()
         print(f"error: {full.message}\nhint: {full.hint}", file=sys.stderr)
         sys.exit(1)
     # With standalone_mode off, click returns (rather than raises) the code of a typer.Exit.

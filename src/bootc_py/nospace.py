@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,3 +79,23 @@ def program_out_of_space(argv: Sequence[str], returncode: int, stderr: str,
     where = min(candidates, key=free)
     full = no_space(where, needed, f"{program} failed writing to {where}")
     return CommandNoSpaceError(argv, returncode, stderr, full.message, full.hint)
+
+
+def _stdout_file() -> Path | None:
+    try:
+        if stat.S_ISREG(os.fstat(1).st_mode):
+            return Path(os.readlink("/proc/self/fd/1"))
+    except OSError:
+        pass
+    return None
+
+
+def unnamed_write(cache_dir: Path) -> NoSpaceError:
+    """ENOSPC from a write that named no file (a file object's write or flush: standard output
+    redirected to a full filesystem, a file written in place): the fullest of the places
+    bootc-py writes to is the one that filled up."""
+    stdout = _stdout_file()
+    places = [p for p in (stdout, _cwd(), Path(tempfile.gettempdir()), cache_dir) if p]
+    where = min(places, key=lambda p: shutil.disk_usage(mountpoint_of(p)).free)
+    what = "writing standard output" if where == stdout else "a write failed"
+    return no_space(where, None, f"{what} ({where})" if where == stdout else what)

@@ -162,6 +162,31 @@ def test_a_full_target_filesystem_is_one_line_naming_it_and_its_free_space(
         assert "hint: free some space there" in res.stderr
 
 
+def test_standard_output_on_a_full_filesystem_is_one_line_naming_it(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    """A write that names no file (stdout redirected into a full filesystem) names the
+    filesystem too; it used to be a bare 'no space left on device', or the interpreter's
+    'Exception ignored' at exit."""
+    full = tmp_path / "full"
+    full.mkdir()
+    with Mount("tmpfs", full, fstype="tmpfs", options=("size=64k",)):
+        with open(full / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        with open(full / "inspect.json", "w") as out:
+            res = subprocess.run([str(BOOTC_PY), "image", "inspect", "--cache-dir",
+                                  str(synthetic.cache), synthetic.ref("v1")],
+                                 stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert res.returncode == 1, res.stderr
+        assert "Exception ignored" not in res.stderr
+        assert one_line_error(res.stderr) == (
+            f"error: no space left on the filesystem at {full}: writing standard output "
+            f"({full}/inspect.json) 0 B free"), res.stderr
+
+
 @pytest.mark.parametrize("where", ["proc", "read-only-new", "read-only-empty"])
 def test_unpack_where_nothing_can_be_written_is_one_line(
         synthetic: SyntheticImages, tmp_path: Path, where: str) -> None:

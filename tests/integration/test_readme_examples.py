@@ -59,9 +59,6 @@ RUN_ELSEWHERE = {
         "tests/integration/test_install_existing_root.py (alongside test, and the refusal)",
     "bootc-py install bootloader --generic-image /mnt/target":
         "tests/integration/test_install_bootloader_none.py (after a --bootloader none install)",
-    "bootc-py build --type qcow2 --kickstart ks.cfg docker://registry/os:1":
-        "tests/integration/test_kickstart_install.py::"
-        "test_build_with_a_kickstart_shapes_the_disk_image",
 }
 
 
@@ -158,7 +155,8 @@ HOST = ["bootc-py status [--format humanreadable|yaml|json] [--booted] [-v]",
 KICKSTART = ["bootc-py kickstart validate ks.cfg",
              "bootc-py install kickstart ks.cfg --dry-run",
              "bootc-py install kickstart ks.cfg --via-loopback disk.raw",
-             "bootc-py install kickstart http://host/ks.cfg"]
+             "bootc-py install kickstart http://host/ks.cfg",
+             "bootc-py build --type qcow2 --kickstart ks.cfg docker://registry/os:1"]
 IMAGE = ["bootc-py image pull IMGREF", "bootc-py image inspect IMGREF",
          "bootc-py image unpack IMGREF DIR", "bootc-py image list | prune"]
 
@@ -290,9 +288,12 @@ def test_readme_image_examples(registry: Registry, tmp_path: Path) -> None:
 def test_readme_kickstart_examples(registry: Registry, tmp_path: Path) -> None:
     ks = tmp_path / "ks.cfg"
     ks.write_text(f"bootc --source-imgref registry:{registry.host}/os:1\n"
-                  "rootpw --lock\nclearpart --all --initlabel\nautopart --type=plain\n")
-    validate, dry, loopback, url = readme(*KICKSTART)
-    subst = {"ks.cfg": str(ks), "disk.raw": str(tmp_path / "disk.raw")}
+                  "rootpw --lock\nclearpart --all --initlabel\nautopart --type=plain\n"
+                  "bootloader --append=readme.ks=1\n")
+    validate, dry, loopback, url, build = readme(*KICKSTART)
+    image = f"docker://{registry.host}/os:1"
+    subst = {"ks.cfg": str(ks), "disk.raw": str(tmp_path / "disk.raw"),
+             "docker://registry/os:1": image}
     cache = tmp_path / "cache"
     run(forms(validate)[0], subst, tmp_path, cache)
     run(forms(dry)[0], subst, tmp_path, cache)
@@ -311,6 +312,15 @@ def test_readme_kickstart_examples(registry: Registry, tmp_path: Path) -> None:
         finally:
             server.shutdown()
     assert f"Kickstart:    {address}" in plan, plan
+    # build --kickstart, as written: ./output/qcow2/disk.qcow2 with the kickstart's karg.
+    run(forms(build)[0], subst, tmp_path, cache)
+    qcow2 = tmp_path / "output/qcow2/disk.qcow2"
+    raw = tmp_path / "built.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True,
+                   timeout=300)
+    with mounted(raw) as mnt:
+        entry = next((mnt / "boot/loader/entries").glob("*.conf")).read_text()
+    assert "readme.ks=1" in entry, entry
 
 
 @contextmanager
