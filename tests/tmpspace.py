@@ -57,12 +57,30 @@ def remove_tree(path: Path) -> bool:
     return not path.exists()
 
 
+def _in_use(session: Path) -> bool:
+    """A pytest session directory whose run is still going: its `.lock` (pytest's) names a
+    live process. Another run on this machine (CI beside a developer's) is not a leftover."""
+    try:
+        pid = int((session / ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def unlock_old_sessions(root: Path) -> None:
-    """Make earlier sessions' leftovers removable, so pytest's retention can remove them."""
+    """Make earlier sessions' leftovers removable, so pytest's retention can remove them; a
+    session still running is left as it is (its ostree deployments stay immutable)."""
     if not root.is_dir():
         return
     for entry in root.iterdir():
-        if entry.is_dir() and not entry.is_symlink() and not _mounted_under(entry):
+        if (entry.is_dir() and not entry.is_symlink() and not _mounted_under(entry)
+                and not _in_use(entry)):
             subprocess.run(["chattr", "-R", "-i", str(entry)], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 

@@ -4,12 +4,13 @@ every run's images and sysroots stayed under /tmp/pytest-of-root)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from testlib import require_tool
-from tmpspace import remove_tree, shortfall
+from tmpspace import remove_tree, shortfall, unlock_old_sessions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,3 +79,27 @@ def test_too_little_free_space_is_one_line_naming_the_filesystem(tmp_path: Path)
     assert line is not None and "\n" not in line
     assert line.startswith(f"{tmp_path} has ") and "GiB free" in line
     assert "need 1000000000 GiB" in line
+
+
+def test_only_finished_sessions_are_unlocked(tmp_path: Path) -> None:
+    """A run starting beside another (a developer's beside CI) unlocks the leftovers of
+    finished runs, never the immutable files of the run still going."""
+    require_tool("chattr")
+    child = subprocess.Popen(["true"])
+    child.wait()
+    for name, pid in (("pytest-1", child.pid), ("pytest-2", None), ("pytest-3", os.getpid())):
+        session = tmp_path / name
+        (session / "deploy").mkdir(parents=True)
+        if pid is not None:
+            (session / ".lock").write_text(str(pid))
+        subprocess.run(["chattr", "+i", str(session / "deploy")], check=True)
+    try:
+        unlock_old_sessions(tmp_path)
+        attrs = {name: subprocess.run(["lsattr", "-d", str(tmp_path / name / "deploy")],
+                                      check=True, capture_output=True, text=True
+                                      ).stdout.split()[0]
+                 for name in ("pytest-1", "pytest-2", "pytest-3")}
+        assert "i" not in attrs["pytest-1"] and "i" not in attrs["pytest-2"], attrs
+        assert "i" in attrs["pytest-3"], attrs  # this very run: still going
+    finally:
+        assert remove_tree(tmp_path)

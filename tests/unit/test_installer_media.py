@@ -4,6 +4,8 @@ installer's choice of kickstart and disk, and the build's refusals that need no 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,14 @@ from bootc_py.artifacts.iso import render_early_cfg, render_grub_cfg
 from bootc_py.artifacts.live import MediaOptions
 from bootc_py.cli import main
 from bootc_py.errors import UsageError
+from bootc_py.installer.disk_prompt import Candidate, ask, console
 from bootc_py.installer.live import (
     DEFAULT_KICKSTART,
     KickstartSource,
     Medium,
     empty_disks,
     kickstart_source,
+    unattended,
 )
 from bootc_py.kickstart.parse import parse
 from bootc_py.kickstart.translate import TranslateOptions, translate
@@ -164,3 +168,96 @@ def test_the_only_empty_disk_not_ignored_by_the_kickstart_is_chosen(
     assert live.choose_disk(None, pxe, skip=("/dev/vda",)) == "/dev/vdb"
     assert live.choose_disk("/dev/vda", pxe) == "/dev/vda"
 
+
+
+DISKS = [Candidate("/dev/vda", "12G  QEMU disk  spare"), Candidate("/dev/vdb", "12G  target")]
+
+
+def scripted(*lines: str) -> tuple[Callable[[], str], list[str]]:
+    """A console that answers `lines` in turn, then reports the end of input."""
+    answers = iter(lines)
+    shown: list[str] = []
+    return (lambda: next(answers, "")), shown
+
+
+def test_the_prompt_asks_again_until_a_disk_is_chosen_and_confirmed() -> None:
+    read, shown = scripted("7\n", "vdb\n", "no\n", "2\n", "yes\n")
+    assert ask(DISKS, read, shown.append) == "/dev/vdb"
+    text = "".join(shown)
+    assert "  1) /dev/vda  12G  QEMU disk  spare\n  2) /dev/vdb  12G  target\n" in text
+    assert "'7' is not one of the disks above" in text
+    # 'no' at the confirmation went back to the choice: the menu was shown three times
+    assert text.count("Disk [1-2], or q to stop without installing: ") == 3
+    assert text.count("Erase everything on /dev/vdb (12G  target) and install?") == 2
+    assert text.endswith("Installing onto /dev/vdb.\n")
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ((), "no disk was chosen at the console (end of input): nothing was written"),
+    (("q\n",), "stopped at the console: no disk was chosen, nothing was written"),
+    (("1\n",), "no disk was chosen at the console (end of input): nothing was written"),
+])
+def test_the_prompt_stops_without_a_disk(lines: tuple[str, ...], message: str) -> None:
+    read, shown = scripted(*lines)
+    with pytest.raises(UsageError) as err:
+        ask(DISKS, read, shown.append)
+    assert err.value.message == message
+
+
+def test_the_console_drops_typed_ahead_input_and_reads_the_answer() -> None:
+    """A real terminal (a pty): what was typed before the question is not its answer."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"1\n")  # a stray keystroke from before the question
+        with console(Path(os.ttyname(slave))) as (read, write):
+            write("Disk [1-2]: ")
+            seen = b""
+            while not seen.endswith(b"Disk [1-2]: "):  # after the echo of the stray "1"
+                seen += os.read(master, 100)
+            os.write(master, b"2\n")
+            assert read() == "2\n"
+    finally:
+        os.close(master)
+        os.close(slave)
+    with pytest.raises(UsageError, match="cannot ask which disk: /nonexistent/console"), \
+            console(Path("/nonexistent/console")):
+        pass
+
+
+def test_several_empty_disks_are_asked_about_only_when_attended(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootc_py.installer import live
+
+    disks = {"blockdevices": [
+        {"name": "/dev/vda", "type": "disk", "ro": False, "size": "12G", "serial": "spare"},
+        {"name": "/dev/vdb", "type": "disk", "ro": False, "size": "12G", "model": "QEMU HD",
+         "serial": "target"}]}
+    monkeypatch.setattr(live, "_list_disks", lambda: disks)
+    asked: list[Sequence[Candidate]] = []
+
+    def pick_last(candidates: Sequence[Candidate]) -> str:
+        asked.append(candidates)
+        return candidates[-1].device
+
+    pxe = Medium(Path("/usr/lib/bootc-py/medium"), {}, None)
+    assert live.choose_disk(None, pxe, ask=pick_last) == "/dev/vdb"
+    assert asked == [[Candidate("/dev/vda", "12G  spare"),
+                      Candidate("/dev/vdb", "12G  QEMU HD  target")]]
+    # one candidate, or a disk the kickstart names: nothing to ask
+    assert live.choose_disk(None, pxe, skip=("/dev/vda",), ask=pick_last) == "/dev/vdb"
+    assert live.choose_disk("/dev/vda", pxe, ask=pick_last) == "/dev/vda"
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize(("record", "kickstart", "expected"), [
+    ({}, DEFAULT_KICKSTART, False),             # bootc-py's default asks when it must
+    ({"unattended": True}, DEFAULT_KICKSTART, True),   # config.toml's installer.unattended
+    ({}, "cmdline\n", True),
+    ({}, "text --non-interactive\n", True),
+    ({}, "graphical\n", False),
+    ({"unattended": False}, "", False),
+])
+def test_unattended_runs_never_ask(record: dict[str, object], kickstart: str,
+                                   expected: bool) -> None:
+    doc = parse(kickstart, source="ks.cfg")
+    assert unattended(record, doc.setting("display")) is expected

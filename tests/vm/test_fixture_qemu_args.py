@@ -108,3 +108,22 @@ def test_a_deep_workdir_gets_a_qmp_socket_that_can_be_connected_to(
         short = vm.qmp_socket.parent
         assert len(str(vm.qmp_socket)) < 60 and str(short).startswith("/tmp/bpy-qmp-")
     assert not short.exists()
+
+
+def test_a_serial_console_that_takes_input_still_logs_and_starts(
+        vm_factory: Callable[..., VM], tmp_path: Path) -> None:
+    """serial_input: the console is a socket qemu waits on before it starts (so no output is
+    lost), its output still lands in serial.log; without it the console takes no input."""
+    vm = vm_factory(name="typing", drives=[], serial_input=True, firmware="bios")
+    chardev = _opt(vm.argv(), "-chardev")[0]
+    assert chardev.startswith("socket,id=serial0,") and "server=on,wait=on" in chardev
+    assert f"logfile={vm.serial_log}" in chardev
+    with vm:
+        assert vm.qmp("query-status")["status"] == "running"
+        vm.send_serial("2\n")
+        chardevs = {c["label"]: c for c in vm.qmp("query-chardev")}
+        assert chardevs["serial0"]["frontend-open"] is True
+    assert vm.serial_log.exists() and not vm.serial_socket.exists()
+    plain = vm_factory(name="plain", drives=[], firmware="bios")
+    with plain, pytest.raises(VMError, match="the serial console takes no input"):
+        plain.send_serial("2\n")

@@ -1,7 +1,8 @@
 """The installer ISO: `build --type iso` of the sample image boots as a CD under BIOS and as
-a USB stick (a disk) under UEFI, each next to an empty virtio disk, installs unattended with
-the built-in default kickstart (bootc-image-builder's: the only empty disk, LVM, reboot), or
-(the USB stick) with the kickstart and the config.toml given to the build, and the installed
+a USB stick (a disk) under UEFI. The CD, next to two empty virtio disks, has no kickstart: the
+built-in default (bootc-image-builder's: LVM, reboot) leaves the disk open, so the console asks
+which to erase and the test answers on the serial port. The USB stick, next to one empty disk,
+installs unattended with the kickstart and the config.toml given to the build. Either installed
 disk then boots on its own.
 
 Boots per test: the ISO's live system (install, then the kickstart's reboot ends qemu:
@@ -64,17 +65,40 @@ def assert_live_install(serial: str, disk: str, kickstart: str, finish: str) -> 
     assert f"bootc-py live installer: {finish}" in serial
 
 
+def untouched(disk: Path) -> bool:
+    """Nothing was ever written to the qcow2 `disk`."""
+    mapping = json.loads(subprocess.run(["qemu-img", "map", "--output=json", str(disk)],
+                                        check=True, capture_output=True, text=True).stdout)
+    return not any(extent["data"] for extent in mapping)
+
+
 @pytest.mark.timeout(3600)
-def test_iso_as_cd_under_bios_installs_the_only_empty_disk_and_the_disk_boots(
+def test_iso_as_cd_under_bios_asks_which_of_two_empty_disks_and_the_disk_boots(
         sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
         tmp_path: Path) -> None:
+    """No kickstart and two empty disks: the console asks which to erase (the test types the
+    answer on the serial port), installs that one, leaves the other alone."""
     iso = build_iso(sample_images, tmp_path / "out")
-    disk = tmp_path / "target.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
-    with VM(drives=[Drive(disk, serial="target")], cdrom=iso, boot="cdrom", firmware="bios",
-            memory_mb=3072, name="iso-cd", workdir=tmp_path / "iso-cd") as vm:
+    spare, disk = tmp_path / "spare.qcow2", tmp_path / "target.qcow2"
+    for d in (spare, disk):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(d), "12G"], check=True)
+    with VM(drives=[Drive(spare, serial="spare"), Drive(disk, serial="target")], cdrom=iso,
+            boot="cdrom", firmware="bios", memory_mb=3072, name="iso-cd",
+            workdir=tmp_path / "iso-cd", serial_input=True) as vm:
+        menu = vm.wait_for(r"(\d)\) /dev/vdb  ([^\r\n]*)\r?\n", LIVE_INSTALL_TIMEOUT,
+                           "the live installer asking which disk to erase")
+        vm.wait_for(r"or q to stop without installing: ", 60)
+        assert "/dev/vda  12G" in vm.serial_text()  # both disks offered, the medium not
+        vm.send_serial(f"{menu.group(1)}\n")
+        vm.wait_for(r"Erase everything on /dev/vdb \(12G[^)]*\) and install\? ", 120,
+                    "the installer asking to confirm the wipe")
+        vm.send_serial("yes\n")
         vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
-        assert_live_install(vm.serial_text(), "/dev/vda", "built-in default", "reboot")
+        serial = vm.serial_text()
+    assert "target" in menu.group(2), menu.group(0)  # the disk's serial, as lsblk shows it
+    assert "/dev/sr0" not in serial.split("several empty disks")[1].split("Disk [")[0]
+    assert_live_install(serial, "/dev/vdb", "built-in default", "reboot")
+    assert untouched(spare)
     assert_installed(boot_check(Drive(disk), firmware="bios", name="cd-installed"),
                      sample_images, lvm=True)
 
@@ -104,6 +128,9 @@ key = "{KEY}"
 [customizations.kernel]
 append = "bootc-py.from-config=1"
 
+[customizations.installer]
+unattended = true
+
 [customizations.iso]
 volume_id = "BOOTC-PY-USB"
 publisher = "bootc-py tests"
@@ -124,6 +151,11 @@ def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
     pvd = subprocess.run(["xorriso", "-indev", str(iso), "-pvd_info"], check=True,
                          capture_output=True, text=True).stdout
     assert "Volume Id    : BOOTC-PY-USB" in pvd and "Publisher Id : BOOTC-PY TESTS" in pvd, pvd
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+                    "/bootc-py/install.json", str(tmp_path / "install.json")], check=True,
+                   capture_output=True)
+    # installer.unattended: the live installer never asks, whatever disks it finds
+    assert json.loads((tmp_path / "install.json").read_text())["unattended"] is True
     disk = tmp_path / "target.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "12G"], check=True)
     # The stick is the first disk (vda), so the only empty disk is the second (vdb).
@@ -180,13 +212,12 @@ def test_a_failing_kickstart_from_inst_ks_hd_says_why_and_the_live_system_stays_
             workdir=tmp_path / "iso-ks-fails") as vm:
         vm.wait_for(r"bootc-py live installer: failed: ", LIVE_INSTALL_TIMEOUT,
                     "the live installer reporting the failed kickstart")
-        time.sleep(20)
+        # the console was the installer's until then; now a getty offers a shell
+        vm.wait_for(r"login: ", 180, "a login prompt after the failed install")
+        time.sleep(10)
         assert vm.running(), vm.serial_tail(40)  # no reboot, no power-off: the system stays up
         serial = vm.serial_text()
     assert "kickstart: /tmp/bootc-py-ks-" in serial  # read from the KS disk, mounted read-only
     assert "failed (exit 3, --erroronfail): refusing on purpose" in serial, serial[-3000:]
     assert "bootc-py live installer: reboot" not in serial
-    # %pre runs before any disk is touched: the target is still empty.
-    mapping = json.loads(subprocess.run(["qemu-img", "map", "--output=json", str(disk)],
-                                        check=True, capture_output=True, text=True).stdout)
-    assert not any(extent["data"] for extent in mapping), mapping
+    assert untouched(disk)  # %pre runs before any disk is touched: the target is still empty

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ class VM:
         extra_args: Sequence[str] = (),
         qemu: str = "qemu-system-x86_64",
         kernel_stall_s: float | None = KERNEL_STALL_S,
+        serial_input: bool = False,
     ) -> None:
         self.drives = [d if isinstance(d, Drive) else Drive(Path(d)) for d in drives]
         self.firmware = firmware
@@ -177,6 +179,10 @@ class VM:
         self.check_port = self.workdir / "check.port"
         self.qemu_log = self.workdir / "qemu.log"
         self.qmp_socket = self.workdir / "qmp.sock"
+        # Typing on the serial console (send_serial): the port is a socket qemu waits on,
+        # drained by a thread; what the guest writes still lands in serial.log (logfile=).
+        self.serial_input = serial_input
+        self._serial_sock: socket.socket | None = None
         self.host_ports: dict[int, int] = {}
         self.events: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -187,6 +193,7 @@ class VM:
             # sun_path's 108 bytes cannot be connected to, so the socket lives in /tmp.
             self._short_dir = Path(tempfile.mkdtemp(prefix="bpy-qmp-", dir="/tmp"))
             self.qmp_socket = self._short_dir / "qmp.sock"
+        self.serial_socket = self.qmp_socket.with_name("serial.sock")
         self._qmp: Any = None
         self._stack = contextlib.ExitStack()
 
@@ -197,7 +204,7 @@ class VM:
         a = [self.qemu, "-name", self.name, "-accel", "tcg", "-machine", "q35", "-cpu", "max",
              "-m", str(self.memory_mb), "-smp", str(self.cpus), "-display", "none",
              "-vga", "none", "-monitor", "none", "-no-reboot", "-nodefaults",
-             "-chardev", f"file,id=serial0,path={self.serial_log}", "-serial", "chardev:serial0",
+             "-chardev", self._serial_chardev(), "-serial", "chardev:serial0",
              "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
              "-device", "virtio-serial-pci,id=vser0",
              "-chardev", f"file,id=checkport,path={self.check_port}",
@@ -253,6 +260,12 @@ class VM:
             a += ["-fw_cfg", f"name={FW_CFG_PREFIX}/poweroff,string=1"]
         return a + self.extra_args
 
+    def _serial_chardev(self) -> str:
+        if not self.serial_input:
+            return f"file,id=serial0,path={self.serial_log}"
+        return (f"socket,id=serial0,path={self.serial_socket},server=on,wait=on,"
+                f"logfile={self.serial_log}")
+
     def _net_args(self, bootindex: int | None) -> list[str]:
         netdev = "user,id=net0,restrict=on"
         for f in self.forwards:
@@ -292,6 +305,7 @@ class VM:
         self.qmp_socket.unlink(missing_ok=True)
         self._stack.callback(self._terminate)
         self._stack.callback(self._close_qmp)
+        self._stack.callback(self._close_serial)
         self._launch()
         return self
 
@@ -302,8 +316,12 @@ class VM:
         self._stack.callback(log.close)
         self.started_at = time.monotonic()
         self._seen_size, self._seen_at = -1, self.started_at
+        self._close_serial()
+        self.serial_socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        if self.serial_input:  # qemu waits for it before it opens QMP
+            self._connect_serial()
         self._connect_qmp()
 
     def _kernel_stalled(self) -> bool:
@@ -368,6 +386,42 @@ class VM:
         else:
             raise VMError(f"{self.name}: cannot connect to qemu's QMP socket")
         self._qmp = qmp
+
+    def _connect_serial(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            self._raise_if_exited("its serial socket")
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(self.serial_socket))
+                break
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise VMError(f"{self.name}: qemu did not open its serial socket in 30 s"
+                                  + self._qemu_log_tail()) from None
+                time.sleep(0.05)
+        self._serial_sock = sock
+        # The guest's output is in serial.log already; reading it here only keeps the
+        # socket from filling up (a full socket would stall the guest's console).
+        threading.Thread(target=_drain, args=(sock,), daemon=True,
+                         name=f"{self.name}-serial").start()
+
+    def _close_serial(self) -> None:
+        if self._serial_sock is not None:
+            with contextlib.suppress(OSError):
+                self._serial_sock.shutdown(socket.SHUT_RDWR)
+            self._serial_sock.close()
+            self._serial_sock = None
+        if self.serial_input:
+            self.serial_socket.unlink(missing_ok=True)
+
+    def send_serial(self, text: str) -> None:
+        """Type `text` on the guest's serial console (needs VM(serial_input=True))."""
+        if self._serial_sock is None:
+            raise VMError(f"{self.name}: the serial console takes no input: start the VM "
+                          "with serial_input=True")
+        self._serial_sock.sendall(text.encode())
 
     def _close_qmp(self) -> None:
         if self._qmp is not None:
@@ -543,3 +597,9 @@ class VM:
                 raise VMTimeout(f"{self.name}: timed out after {scaled(timeout):.0f} s waiting "
                                 f"for {awaited}" + self._tail_block())
             time.sleep(0.5)
+
+
+def _drain(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass

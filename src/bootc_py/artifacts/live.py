@@ -75,6 +75,7 @@ class MediaOptions:
     target_imgref: str | None = None      # what the installed system updates from
     kargs: tuple[str, ...] = ()           # for the installed system
     live_kargs: tuple[str, ...] = ()      # for the live system
+    unattended: bool = False              # never ask at the console (config.toml's installer)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Z0-9_-]{1,32}", self.volume_id):
@@ -205,6 +206,7 @@ def install_record(image: Image, opts: MediaOptions,
         "target-imgref": opts.target_imgref or str(image.ref),
         "kickstart": KICKSTART if opts.kickstart else None,
         "kargs": list(opts.kargs),
+        "unattended": opts.unattended,
     }
 
 

@@ -69,7 +69,9 @@ def build(
 
     The ISO (bootiso/install.iso) boots under BIOS and UEFI, as a CD or written to a USB
     stick; its live system is the image itself and it installs unattended with the kickstart
-    given by inst.ks=, else --kickstart, else the default (the only empty disk, LVM, reboot).
+    given by inst.ks=, else --kickstart, else the default (the only empty disk, LVM, reboot);
+    with several empty disks it asks on the console which to erase, unless config.toml's
+    [customizations.installer] says unattended = true.
     """
     from bootc_py.artifacts.disk_image import build_disk_images, parse_types
     from bootc_py.commands.install import _options
@@ -241,7 +243,8 @@ def _build_medium(kind: str, imgref: str, output: Path, *, kickstart: str | None
                          target_imgref=prepared.plan.target, kargs=kargs)
     if cfg is not None:
         media = replace(media, volume_id=cfg.volume_id or media.volume_id,
-                        application_id=cfg.application_id, publisher=cfg.publisher)
+                        application_id=cfg.application_id, publisher=cfg.publisher,
+                        unattended=bool(cfg.unattended))
     if kind == "iso":
         path = build_iso(prepared.image, output, media)
     else:

@@ -266,7 +266,8 @@ def install_live_cmd(
     """The installer of a bootc-py installer ISO or PXE bundle, run in its live system
     (bootc-py-live-install.service): the kickstart from inst.ks=, else the one built in, else
     bootc-image-builder's default (the only empty disk, LVM, reboot); the image from the
-    medium (or the registry for a --no-payload medium). The boot medium is never a target."""
+    medium (or the registry for a --no-payload medium). The boot medium is never a target;
+    several empty disks are asked about on the console unless the run is unattended."""
     from bootc_py.commands.kickstart import report_problems
     from bootc_py.installer import live
     from bootc_py.kickstart.translate import KickstartError

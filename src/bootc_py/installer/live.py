@@ -5,8 +5,11 @@ Started by bootc-py-live-install.service when the kernel command line says
 artifacts/iso.py), picks the kickstart as Anaconda does (`inst.ks=` first, then the one
 embedded at build time, then bootc-image-builder's default), picks the disk (the kickstart's,
 else the only empty disk; the boot medium is never a target), installs, then reboots or
-powers off as the kickstart says. A failure says which step and why and leaves the live
-system up: never a reboot loop.
+powers off as the kickstart says. With several empty disks an attended run asks on the
+console which to erase (installer/disk_prompt.py); an unattended one (config.toml's
+customizations.installer.unattended, a kickstart's `cmdline` or `text --non-interactive`)
+refuses instead. A failure says which step and why and leaves the live system up: never a
+reboot loop.
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import json
 import logging
 import shlex
 import tempfile
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootc_py.artifacts import live as media
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import UsageError
-from bootc_py.run import output, run
+from bootc_py.installer import disk_prompt
+from bootc_py.installer.disk_prompt import Candidate
+from bootc_py.run import DEVICE_TIMEOUT, output, run
+
+if TYPE_CHECKING:  # pykickstart is imported only when a kickstart is read
+    from bootc_py.kickstart.parse import Setting
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +43,11 @@ IN_LIVE_ROOT = Path("/") / media.IN_LIVE_ROOT
 RECORD = media.INSTALL_RECORD
 CMDLINE = Path("/proc/cmdline")
 # bootc-image-builder's default for its installer ISOs: the whole (only) disk, LVM, reboot.
+# `text` without --non-interactive: with several empty disks the console asks which, unless
+# the medium was built unattended.
 DEFAULT_KICKSTART = """\
 # bootc-py's built-in default (bootc-image-builder's): the only empty disk, LVM, reboot.
-text --non-interactive
+text
 zerombr
 clearpart --all --initlabel --disklabel=gpt
 autopart --noswap --type=lvm
@@ -71,7 +82,7 @@ def read_medium(root: Path = MEDIUM, in_live_root: Path = IN_LIVE_ROOT) -> Mediu
                          "install live runs in the live system of a bootc-py installer ISO "
                          "or PXE bundle")
     res = run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(root)], check=False,
-              capture=True)
+              capture=True, timeout=DEVICE_TIMEOUT)
     device = res.stdout.strip() or None if res.returncode == 0 else None
     return Medium(root, _record(root), device)
 
@@ -111,7 +122,7 @@ def kickstart_source(cmdline: str, medium: Medium) -> KickstartSource | None:
 
 def _whole_disk(device: str) -> str | None:
     res = run(["lsblk", "-n", "-d", "-o", "PKNAME", "--paths", device], check=False,
-              capture=True)
+              capture=True, timeout=DEVICE_TIMEOUT)
     parent = res.stdout.strip() if res.returncode == 0 else ""
     return parent or device
 
@@ -131,16 +142,36 @@ def empty_disks(lsblk: dict[str, Any], exclude: set[str]) -> list[str]:
     return found
 
 
+def describe(lsblk: dict[str, Any], device: str) -> str:
+    """What the prompt shows of a disk: size, model and serial, as lsblk reports them."""
+    dev: dict[str, Any] = next(
+        (d for d in lsblk.get("blockdevices", []) if d.get("name") == device), {})
+    bits = [str(dev.get(k) or "").strip() for k in ("size", "model", "serial")]
+    return "  ".join(b for b in bits if b) or "no size reported"
+
+
 def _list_disks() -> dict[str, Any]:
-    res = run(["lsblk", "--json", "--paths", "-o", "NAME,TYPE,RO,FSTYPE,PTTYPE,SIZE"],
-              capture=True)
+    res = run(["lsblk", "--json", "--paths", "-o",
+               "NAME,TYPE,RO,FSTYPE,PTTYPE,SIZE,MODEL,SERIAL"],
+              capture=True, timeout=DEVICE_TIMEOUT)
     data: dict[str, Any] = json.loads(res.stdout)
     return data
 
 
-def choose_disk(named: str | None, medium: Medium, skip: tuple[str, ...] = ()) -> str:
-    """The kickstart's disk, else the only empty one; never the medium nor a disk the
-    kickstart ignores (ignoredisk --drives)."""
+# Asks which of several candidate disks to erase (an attended run); returns the device.
+Ask = Callable[[Sequence[Candidate]], str]
+
+
+def ask_on_console(disks: Sequence[Candidate]) -> str:
+    with disk_prompt.console() as (read, write):
+        return disk_prompt.ask(disks, read, write)
+
+
+def choose_disk(named: str | None, medium: Medium, skip: tuple[str, ...] = (),
+                ask: Ask | None = None) -> str:
+    """The kickstart's disk, else the only empty one, else (`ask`: an attended run) the one
+    the console chooses; never the medium nor a disk the kickstart ignores (ignoredisk
+    --drives)."""
     medium_disk = _whole_disk(medium.device) if medium.device else None
     exclude = {d for d in (medium.device, medium_disk) if d}
     if named:
@@ -149,10 +180,13 @@ def choose_disk(named: str | None, medium: Medium, skip: tuple[str, ...] = ()) -
             raise UsageError(f"{named} is the installer medium itself",
                              "name another disk in the kickstart (ignoredisk --only-use)")
         return named
-    disks = empty_disks(_list_disks(), exclude | set(skip))
+    listing = _list_disks()
+    disks = empty_disks(listing, exclude | set(skip))
     if not disks:
         raise UsageError("no empty disk to install to",
                          "attach one, or name a disk in the kickstart (ignoredisk --only-use)")
+    if len(disks) > 1 and ask is not None:
+        return ask([Candidate(d, describe(listing, d)) for d in disks])
     if len(disks) > 1:
         raise UsageError(f"several empty disks ({', '.join(disks)}): which one to erase is "
                          "not guessed", "name one in the kickstart (ignoredisk --only-use), "
@@ -169,7 +203,8 @@ def _kickstart_text(src: KickstartSource | None, medium: Medium,
         location = src.location
         if src.device is not None:
             mnt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bootc-py-ks-")))
-            device = output(["blkid", "-t", src.device, "-o", "device"]).splitlines()[0] \
+            device = output(["blkid", "-t", src.device, "-o", "device"],
+                            timeout=DEVICE_TIMEOUT).splitlines()[0] \
                 if src.device.startswith(("LABEL=", "UUID=")) else src.device
             stack.enter_context(Mount(device, mnt, options=["ro"]))
             location = str(mnt / src.location.lstrip("/"))
@@ -188,6 +223,15 @@ def _payload(medium: Medium) -> tuple[str | None, str]:
     if payload:
         return f"oci:{medium.root / str(payload)}", target
     return (target or None), target
+
+
+def unattended(record: dict[str, Any], display: Setting | None) -> bool:
+    """Whether nobody is there to ask: the medium was built unattended (config.toml), or the
+    kickstart runs in `cmdline` mode or `text --non-interactive` (as Anaconda reads them)."""
+    if record.get("unattended"):
+        return True
+    return display is not None and (display.get("mode") == "cmdline"
+                                    or display.get("noninteractive") == "True")
 
 
 @dataclass(frozen=True)
@@ -221,7 +265,9 @@ def install_live(cmdline: str | None = None, medium_root: Path = MEDIUM) -> Live
         if kargs:
             plan = replace(plan, options=replace(plan.options,
                                                  kargs=(*plan.options.kargs, *kargs)))
-        disk = choose_disk(plan.target.disk, medium, plan.target.skip)
+        disk = choose_disk(plan.target.disk, medium, plan.target.skip,
+                           ask=None if unattended(medium.record, doc.setting("display"))
+                           else ask_on_console)
         log.info("installing %s onto %s", plan.options.source_imgref, disk)
         done = apply.install(plan, Path(disk), via_loopback=False)
     for warning in (*plan.warnings, *done.warnings):

@@ -420,7 +420,9 @@ def _settings(h: Any, at: Callable[[Any], Where], seen: list[Seen]
                                                             if h.reboot.eject else ())))))
     display = [x for x in seen if x.name in ("text", "cmdline", "graphical")]
     if display:
-        out.append(("display", Setting(display[-1].where, (("mode", display[-1].name),))))
+        out.append(("display", Setting(display[-1].where, (
+            ("mode", display[-1].name),
+            *((("noninteractive", "True"),) if h.displaymode.nonInteractive else ())))))
     return tuple(out)
 
 
