@@ -13,6 +13,7 @@ import pytest
 from bootc_py.disk import loop, mount
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import CommandError, CommandNoSpaceError, TimeoutExpired
+from bootc_py.installer import live, to_filesystem
 from bootc_py.run import output, run
 
 
@@ -24,11 +25,12 @@ def test_a_hung_program_is_stopped_at_its_timeout() -> None:
     assert err.value.message.startswith("sleep did not finish within 0.5 s and was stopped")
 
 
-@pytest.mark.parametrize("program", ["losetup", "mount"])
+@pytest.mark.parametrize("program", ["losetup", "mount", "lsblk", "findmnt"])
 def test_a_hung_device_call_is_stopped_at_the_device_timeout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str) -> None:
-    """losetup and mount had the hour every program gets: a stuck device (a dead NBD or iSCSI
-    disk, a hung USB stick) held an install for an hour. They get their own, shorter limits."""
+    """losetup, mount, lsblk and findmnt had the hour every program gets: a stuck device (a
+    dead NBD or iSCSI disk, a hung USB stick) held an install for an hour. They get their own,
+    shorter limits."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / program).write_text("#!/bin/sh\nexec sleep 600\n")  # a call that never returns
@@ -41,9 +43,15 @@ def test_a_hung_device_call_is_stopped_at_the_device_timeout(
         if program == "losetup":
             monkeypatch.setattr(loop, "DEVICE_TIMEOUT", 0.5)
             loop.LoopDevice(image).attach()
-        else:
+        elif program == "mount":
             monkeypatch.setattr(mount, "MOUNT_TIMEOUT", 0.5)
             mount.Mount(image, tmp_path / "mnt", "xfs").mount()
+        elif program == "lsblk":  # the live installer listing the disks
+            monkeypatch.setattr(live, "DEVICE_TIMEOUT", 0.5)
+            live.choose_disk(None, live.Medium(tmp_path, {}, None))
+        else:  # install to-filesystem reading what is mounted at the target
+            monkeypatch.setattr(to_filesystem, "DEVICE_TIMEOUT", 0.5)
+            to_filesystem.mount_of(tmp_path)
     assert time.monotonic() - start < 5
     assert err.value.message.startswith(f"{program} did not finish within 0.5 s")
 

@@ -19,7 +19,7 @@ from bootc_py.disk.layout import LayoutPlan
 from bootc_py.disk.mkfs import make_filesystem
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import DiskError, ToolMissingError
-from bootc_py.run import run
+from bootc_py.run import DEVICE_TIMEOUT, run
 
 # No udev in containers and CI: lvm must not wait for it, and must make /dev nodes itself.
 LVM_CONFIG = ("activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 1 } "
@@ -61,7 +61,8 @@ def load_device_mapper() -> bool:
 def deactivate(vg: str) -> None:
     if Path("/run/udev/control").exists():
         # udev (a booted installer) may still be probing the LVs: they would be "in use".
-        run(["udevadm", "settle", "--timeout=60"], check=False, quiet=True)
+        run(["udevadm", "settle", "--timeout=60"], check=False, quiet=True,
+            timeout=DEVICE_TIMEOUT)
     run(lvm("vgchange", "--activate", "n", vg), quiet=True)
 
 

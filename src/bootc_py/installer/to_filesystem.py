@@ -41,7 +41,7 @@ class MountedFs:
 def mount_of(path: Path) -> MountedFs | None:
     """The filesystem mounted exactly at `path`, or None if it is not a mount point."""
     res = run(["findmnt", "--json", "--output", "SOURCE,UUID,FSTYPE,TARGET", "--mountpoint",
-               str(path)], check=False, capture=True)
+               str(path)], check=False, capture=True, timeout=DEVICE_TIMEOUT)
     if res.returncode != 0 or not res.stdout.strip():
         return None
     fs = json.loads(res.stdout)["filesystems"][0]
@@ -53,7 +53,7 @@ def mount_of(path: Path) -> MountedFs | None:
 def disk_partitions(device: str) -> tuple[str | None, dict[str, str]]:
     """(whole disk, {partition type GUID: partition device}) for the disk under `device`."""
     res = run(["lsblk", "--json", "--paths", "--inverse", "--output", "NAME,TYPE",
-               device], check=False, capture=True)
+               device], check=False, capture=True, timeout=DEVICE_TIMEOUT)
     if res.returncode != 0:
         return None, {}
     disk: str | None = None
