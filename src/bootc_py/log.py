@@ -82,10 +82,12 @@ def step(name: str, description: str | None = None) -> Iterator[None]:
     """A named, timed step: logs its start and its duration, or that it failed."""
     desc = description or name
     log.info("==> %s", desc)
-    emit({"type": "ProgressSteps", "task": name, "description": desc, "id": name,
-          "stepsCached": 0, "steps": 0, "stepsTotal": 1, "subtasks": []})
     start = time.monotonic()
     try:
+        # Inside the try: a signal that arrives the moment a --progress-fd reader sees the
+        # step start (SIGTERM from a supervisor) still says which step it stopped.
+        emit({"type": "ProgressSteps", "task": name, "description": desc, "id": name,
+              "stepsCached": 0, "steps": 0, "stepsTotal": 1, "subtasks": []})
         yield
     except BaseException:
         log.info("    %s failed after %.1fs", name, time.monotonic() - start)
