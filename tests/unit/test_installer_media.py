@@ -261,3 +261,45 @@ def test_unattended_runs_never_ask(record: dict[str, object], kickstart: str,
                                    expected: bool) -> None:
     doc = parse(kickstart, source="ks.cfg")
     assert unattended(record, doc.setting("display")) is expected
+
+
+def test_eject_opens_only_a_cd_drive(tmp_path: Path) -> None:
+    """`--eject` acts on the medium's drive when it is a CD (SCSI type 5 in sysfs); a USB
+    stick (a disk) and a PXE boot (no medium) have nothing to eject."""
+    from bootc_py.installer import eject
+    from bootc_py.installer.live import eject_device
+
+    for name, scsi_type in (("sr0", "5"), ("sda", "0")):
+        (tmp_path / name / "device").mkdir(parents=True)
+        (tmp_path / name / "device/type").write_text(scsi_type + "\n")
+    assert eject.is_cdrom("/dev/sr0", tmp_path) and not eject.is_cdrom("/dev/sda", tmp_path)
+    assert not eject.is_cdrom("/dev/vdz", tmp_path)  # no sysfs entry: no tray
+    cdrom = lambda dev: eject.is_cdrom(dev, tmp_path)  # noqa: E731
+    assert eject_device(MEDIUM, cdrom) == "/dev/sr0"
+    assert eject_device(Medium(MEDIUM.root, {}, "/dev/sda"), cdrom) is None
+    assert eject_device(Medium(MEDIUM.root, {}, None), cdrom) is None
+
+
+def test_eject_is_armed_as_a_systemd_shutdown_hook(tmp_path: Path) -> None:
+    """The CD is ejected by systemd-shutdown at the very end (the live root reads from it
+    until then): the hook runs this module on the drive; the SCSI commands unlock the tray,
+    then stop the unit with LoEj; the SG_IO header is the kernel's (88 bytes on x86-64)."""
+    import ctypes
+
+    from bootc_py.installer import eject
+
+    hook = tmp_path / "system-shutdown/bootc-py-eject"
+    eject.arm("/dev/sr0", hook)
+    assert os.access(hook, os.X_OK)
+    text = hook.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert text.rstrip().endswith("exec /usr/bin/python3 -m bootc_py.installer.eject /dev/sr0")
+    assert ctypes.sizeof(eject.SgIoHdr) == 88
+    assert eject.ALLOW_MEDIUM_REMOVAL[0] == 0x1E and eject.ALLOW_MEDIUM_REMOVAL[4] == 0
+    assert eject.START_STOP_EJECT[0] == 0x1B and eject.START_STOP_EJECT[4] == 0x02
+    # On a device that is no drive: one line on the console, status 1, no traceback.
+    console = tmp_path / "console"
+    assert eject.main([str(tmp_path / "missing")], console) == 1
+    assert console.read_text().startswith(f"bootc-py: could not eject {tmp_path}/missing: ")
+    assert console.read_text().count("\n") == 1
+    assert eject.main([], console) == 2

@@ -127,3 +127,30 @@ def test_a_serial_console_that_takes_input_still_logs_and_starts(
     plain = vm_factory(name="plain", drives=[], firmware="bios")
     with plain, pytest.raises(VMError, match="the serial console takes no input"):
         plain.send_serial("2\n")
+
+
+def test_pause_at_shutdown_keeps_qmp_after_the_machine_shuts_down(
+        vm_factory: Callable[..., VM]) -> None:
+    """pause_at_shutdown: a reboot (here a reset, which -no-reboot turns into a shutdown as
+    it does the guest's) leaves qemu paused in `shutdown`, still answering QMP; without it
+    wait_shutdown is refused."""
+    vm = vm_factory(name="pause", drives=[], firmware="bios", pause_at_shutdown=True)
+    assert "shutdown=pause" in _opt(vm.argv(), "-action")
+    with vm:
+        assert vm.qmp("query-status")["status"] == "running"
+        vm.qmp("system_reset")
+        vm.wait_shutdown(30)
+        assert vm.running() and vm.qmp("query-status")["running"] is False
+    plain = vm_factory(name="plain2", drives=[], firmware="bios")
+    assert "-action" not in plain.argv()
+    with plain, pytest.raises(VMError, match="needs VM\\(pause_at_shutdown=True\\)"):
+        plain.wait_shutdown(1)
+
+
+def test_closing_a_running_vm_quits_qemu_over_qmp(vm_factory: Callable[..., VM]) -> None:
+    """A VM closed while its guest still runs ends with QMP `quit` (exit status 0); QMP used
+    to be closed first, so every such close waited 10 s and then SIGKILLed qemu (-9)."""
+    vm = vm_factory(name="quit", drives=[], firmware="bios")
+    with vm:
+        assert vm.running()
+    assert vm.proc is not None and vm.proc.returncode == 0

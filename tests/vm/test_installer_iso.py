@@ -77,14 +77,15 @@ def test_iso_as_cd_under_bios_asks_which_of_two_empty_disks_and_the_disk_boots(
         sample_images: SampleImages, boot_check: Callable[..., dict[str, Any]],
         tmp_path: Path) -> None:
     """No kickstart and two empty disks: the console asks which to erase (the test types the
-    answer on the serial port), installs that one, leaves the other alone."""
+    answer on the serial port), installs that one, leaves the other alone, and ejects the CD
+    as the built-in kickstart's `reboot --eject` says."""
     iso = build_iso(sample_images, tmp_path / "out")
     spare, disk = tmp_path / "spare.qcow2", tmp_path / "target.qcow2"
     for d in (spare, disk):
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(d), "12G"], check=True)
     with VM(drives=[Drive(spare, serial="spare"), Drive(disk, serial="target")], cdrom=iso,
             boot="cdrom", firmware="bios", memory_mb=3072, name="iso-cd",
-            workdir=tmp_path / "iso-cd", serial_input=True) as vm:
+            workdir=tmp_path / "iso-cd", serial_input=True, pause_at_shutdown=True) as vm:
         menu = vm.wait_for(r"(\d)\) /dev/vdb  ([^\r\n]*)\r?\n", LIVE_INSTALL_TIMEOUT,
                            "the live installer asking which disk to erase")
         vm.wait_for(r"or q to stop without installing: ", 60)
@@ -93,8 +94,15 @@ def test_iso_as_cd_under_bios_asks_which_of_two_empty_disks_and_the_disk_boots(
         vm.wait_for(r"Erase everything on /dev/vdb \(12G[^)]*\) and install\? ", 120,
                     "the installer asking to confirm the wipe")
         vm.send_serial("yes\n")
-        vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
+        vm.wait_shutdown(timeout=LIVE_INSTALL_TIMEOUT)
         serial = vm.serial_text()
+        # `reboot --eject` (the built-in kickstart): the guest opened the drive's tray at the
+        # very end of its shutdown (qemu reports it as it happens; the reset that follows
+        # closes qemu's tray again, which a real drive does not do).
+        trays = [e["data"]["tray-open"] for e in vm.pull_events()
+                 if e["event"] == "DEVICE_TRAY_MOVED" and e["data"].get("device") == "cd0"]
+    assert trays[:1] == [True], (trays, serial[-3000:])
+    assert "bootc-py: ejected /dev/sr0" in serial, serial[-3000:]
     assert "target" in menu.group(2), menu.group(0)  # the disk's serial, as lsblk shows it
     assert "/dev/sr0" not in serial.split("several empty disks")[1].split("Disk [")[0]
     assert_live_install(serial, "/dev/vdb", "built-in default", "reboot")

@@ -146,6 +146,7 @@ class VM:
         qemu: str = "qemu-system-x86_64",
         kernel_stall_s: float | None = KERNEL_STALL_S,
         serial_input: bool = False,
+        pause_at_shutdown: bool = False,
     ) -> None:
         self.drives = [d if isinstance(d, Drive) else Drive(Path(d)) for d in drives]
         self.firmware = firmware
@@ -182,6 +183,10 @@ class VM:
         # Typing on the serial console (send_serial): the port is a socket qemu waits on,
         # drained by a thread; what the guest writes still lands in serial.log (logfile=).
         self.serial_input = serial_input
+        # The guest's reboot or power-off pauses qemu instead of ending it, so a test can
+        # still ask QMP about the machine's last state (a CD tray the guest opened); see
+        # wait_shutdown().
+        self.pause_at_shutdown = pause_at_shutdown
         self._serial_sock: socket.socket | None = None
         self.host_ports: dict[int, int] = {}
         self.events: list[dict[str, Any]] = []
@@ -210,6 +215,8 @@ class VM:
              "-chardev", f"file,id=checkport,path={self.check_port}",
              "-device", f"virtserialport,bus=vser0.0,chardev=checkport,name={CHECK_PORT}",
              "-device", "virtio-rng-pci"]
+        if self.pause_at_shutdown:
+            a += ["-action", "shutdown=pause"]  # -no-reboot makes a reboot a shutdown too
         if self.firmware == "uefi":
             a += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                   "-drive", f"if=pflash,format=raw,unit=1,file={self.uefi_vars}"]
@@ -303,9 +310,11 @@ class VM:
         for f in (self.serial_log, self.check_port, self.qemu_log):
             f.write_bytes(b"")
         self.qmp_socket.unlink(missing_ok=True)
-        self._stack.callback(self._terminate)
-        self._stack.callback(self._close_qmp)
+        # Last in, first out: qemu is told to quit while QMP is still connected (closed
+        # first, `quit` failed and every close waited 10 s for the SIGKILL).
         self._stack.callback(self._close_serial)
+        self._stack.callback(self._close_qmp)
+        self._stack.callback(self._terminate)
         self._launch()
         return self
 
@@ -464,6 +473,21 @@ class VM:
         except subprocess.TimeoutExpired:
             raise VMTimeout(f"{self.name}: timed out after {scaled(timeout):.0f} s waiting for "
                             "the guest to power off" + self._tail_block()) from None
+
+    def wait_shutdown(self, timeout: float = 120) -> None:
+        """With pause_at_shutdown: wait until the guest rebooted or powered off (qemu is
+        paused in its `shutdown` state, QMP still answers)."""
+        if not self.pause_at_shutdown:
+            raise VMError(f"{self.name}: wait_shutdown needs VM(pause_at_shutdown=True)")
+        deadline = time.monotonic() + scaled(timeout)
+        while True:
+            self._raise_if_exited("the guest's shutdown")
+            if self.qmp("query-status").get("status") == "shutdown":
+                return
+            if time.monotonic() > deadline:
+                raise VMTimeout(f"{self.name}: timed out after {scaled(timeout):.0f} s waiting "
+                                "for the guest to shut down" + self._tail_block())
+            time.sleep(1)
 
     def poweroff(self, timeout: float = 120) -> int:
         """ACPI power button, then wait; `quit` if the guest does not go down in time."""

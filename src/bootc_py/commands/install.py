@@ -289,7 +289,7 @@ def install_live_cmd(
     typer.echo(done.summary)
     if done.finish and not no_finish:
         typer.echo(f"bootc-py live installer: {done.finish}", err=True)
-        live.finish(done.finish)
+        live.finish(done.finish, done.eject)
 
 
 @app.command("finalize")

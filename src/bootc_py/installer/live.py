@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bootc_py.artifacts import live as media
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import UsageError
-from bootc_py.installer import disk_prompt
+from bootc_py.installer import disk_prompt, eject
 from bootc_py.installer.disk_prompt import Candidate
 from bootc_py.run import DEVICE_TIMEOUT, output, run
 
@@ -239,6 +239,7 @@ class LiveResult:
     disk: str
     summary: str
     finish: str | None
+    eject: str | None = None  # the CD drive to eject once the live system is down
 
 
 def install_live(cmdline: str | None = None, medium_root: Path = MEDIUM) -> LiveResult:
@@ -272,11 +273,34 @@ def install_live(cmdline: str | None = None, medium_root: Path = MEDIUM) -> Live
         done = apply.install(plan, Path(disk), via_loopback=False)
     for warning in (*plan.warnings, *done.warnings):
         log.warning("%s", warning)
-    return LiveResult(disk, done.summary, plan.finish)
+    return LiveResult(disk, done.summary, plan.finish,
+                      eject_device(medium) if plan.eject and plan.finish else None)
 
 
-def finish(action: str | None) -> None:
-    """What the kickstart asked for at the end (reboot, poweroff, halt, shutdown)."""
+def eject_device(medium: Medium, is_cdrom: Callable[[str], bool] = eject.is_cdrom
+                 ) -> str | None:
+    """The drive `--eject` opens: the medium's, if it is a CD (a USB stick has no tray, a
+    PXE boot no medium; Anaconda ejects only CDs too)."""
+    if medium.device is None:
+        log.info("--eject: the live system came over the network: nothing to eject")
+        return None
+    # A CD is mounted whole (/dev/sr0); a partition is never a drive with a tray.
+    if not is_cdrom(medium.device):
+        log.info("--eject: the installer medium %s is not a CD: nothing to eject",
+                 medium.device)
+        return None
+    return medium.device
+
+
+def finish(action: str | None, eject_drive: str | None = None) -> None:
+    """What the kickstart asked for at the end (reboot, poweroff, halt, shutdown), with the
+    CD ejected at the very end of the shutdown if `eject_drive`."""
+    if eject_drive and action:
+        try:
+            eject.arm(eject_drive)
+            log.info("--eject: systemd-shutdown will eject %s", eject_drive)
+        except OSError as exc:  # the install is done: a tray that stays shut is no failure
+            log.warning("--eject: cannot arm the eject of %s: %s", eject_drive, exc)
     if action == "reboot":
         run(["systemctl", "--no-block", "reboot"])
     elif action in ("poweroff", "shutdown"):
