@@ -65,11 +65,11 @@ def _in_use(session: Path) -> bool:
     except (OSError, ValueError):
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, someone else's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

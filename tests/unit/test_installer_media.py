@@ -163,8 +163,9 @@ def test_the_only_empty_disk_not_ignored_by_the_kickstart_is_chosen(
                               {"name": "/dev/vdb", "type": "disk", "ro": False}]}
     monkeypatch.setattr(live, "_list_disks", lambda: disks)
     pxe = Medium(Path("/usr/lib/bootc-py/medium"), {}, None)
-    with pytest.raises(UsageError, match=r"several empty disks \(/dev/vda, /dev/vdb\)"):
+    with pytest.raises(UsageError, match=r"several empty disks \(/dev/vda, /dev/vdb\)") as exc:
         live.choose_disk(None, pxe)
+    assert "an attended run" in str(exc.value.hint)  # the way to be asked instead
     assert live.choose_disk(None, pxe, skip=("/dev/vda",)) == "/dev/vdb"
     assert live.choose_disk("/dev/vda", pxe) == "/dev/vda"
 

@@ -189,8 +189,10 @@ def choose_disk(named: str | None, medium: Medium, skip: tuple[str, ...] = (),
         return ask([Candidate(d, describe(listing, d)) for d in disks])
     if len(disks) > 1:
         raise UsageError(f"several empty disks ({', '.join(disks)}): which one to erase is "
-                         "not guessed", "name one in the kickstart (ignoredisk --only-use), "
-                         "given with inst.ks=")
+                         "not guessed in an unattended run", "name one in the kickstart "
+                         "(ignoredisk --only-use), given with inst.ks=; an attended run (no "
+                         "installer.unattended, no cmdline or text --non-interactive) asks on "
+                         "the console")
     return disks[0]
 
 
