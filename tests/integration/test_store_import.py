@@ -13,12 +13,12 @@ from synthetic import SyntheticImages, base_tree
 
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
-from bootc_py.store.importer import (
+from bootc_py.store.importer import import_image
+from bootc_py.store.names import (
     LAYER_REF_PREFIX,
     META_CONFIG,
     META_IMGREF,
     META_MANIFEST_DIGEST,
-    import_image,
 )
 from bootc_py.store.repo import OstreeRepo
 from fixture_image.oci import Layout, canonical_json, write_layer

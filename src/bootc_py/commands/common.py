@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from bootc_py.errors import UsageError
 from bootc_py.image.cache import DEFAULT_CACHE_DIR, default_cache_dir
-from bootc_py.image.source import PullOptions
+
+if TYPE_CHECKING:  # the pull machinery (requests, urllib3) loads only when a command pulls
+    from bootc_py.image.source import PullOptions
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -67,6 +70,8 @@ def pull_options(cache_dir: Path | None, tls_verify: str | None, authfile: Path 
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     if authfile is not None and not authfile.is_file():
         raise UsageError(f"auth file {authfile} does not exist")
+    from bootc_py.image.source import PullOptions
+
     return PullOptions(cache_dir=cache_dir or default_cache_dir(),
                        tls_verify=parse_bool(tls_verify, "--tls-verify"), authfile=authfile,
                        arch=arch, jobs=jobs)

@@ -7,16 +7,17 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from bootc_py.commands.common import ARCH, AUTHFILE, CACHE_DIR, JOBS, TLS_VERIFY, pull_options
 from bootc_py.errors import UsageError
 from bootc_py.image import cache as image_cache
-from bootc_py.image.flatten import unpack as flatten_unpack
 from bootc_py.image.ref import ACCEPTED_FORMS, parse_imgref
-from bootc_py.image.source import Image, human_size, pull, resolve
+
+if TYPE_CHECKING:  # loaded by the commands that pull: `status` and the units need none of it
+    from bootc_py.image.source import Image
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def pull_cmd(
     jobs: int = JOBS,
 ) -> None:
     """Pull an image into the cache (verifying every blob) and print its manifest digest."""
+    from bootc_py.image.source import pull
+
     ref = parse_imgref(imgref)
     image = pull(ref, pull_options(cache_dir, tls_verify, authfile, arch, jobs))
     typer.echo(image.manifest_digest)
@@ -71,6 +74,8 @@ def inspect_cmd(
     """Print an image's digest, labels, layers, manifest and config as JSON (no layer download)."""
     if raw and config:
         raise UsageError("--raw and --config are mutually exclusive")
+    from bootc_py.image.source import resolve
+
     image = resolve(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile, arch, 1))
     doc = image.manifest if raw else image.config if config else image_json(image)
     typer.echo(json.dumps(doc, indent=2, sort_keys=not (raw or config)))
@@ -87,6 +92,9 @@ def unpack_cmd(
     jobs: int = JOBS,
 ) -> None:
     """Pull an image and flatten its layers into DIR (the image's root filesystem)."""
+    from bootc_py.image.flatten import unpack as flatten_unpack
+    from bootc_py.image.source import pull
+
     ref = parse_imgref(imgref)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} exists and is not an empty directory")
@@ -101,6 +109,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the images in the cache."""
+    from bootc_py.image.source import human_size
+
     cache = image_cache.BlobCache(cache_dir or image_cache.default_cache_dir())
     records = cache.images()
     if as_json:
@@ -123,6 +133,8 @@ def prune_cmd(
     all_: bool = typer.Option(False, "--all", help="Forget every image and empty the cache."),
 ) -> None:
     """Remove cached blobs that no listed image needs (with --all: everything)."""
+    from bootc_py.image.source import human_size
+
     cache = image_cache.BlobCache(cache_dir or image_cache.default_cache_dir())
     res = cache.prune(everything=all_)
     msg = f"removed {res.blobs_removed} blobs, freed {human_size(res.bytes_freed)}"

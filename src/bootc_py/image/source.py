@@ -39,7 +39,6 @@ from bootc_py.image import registries_conf
 from bootc_py.image.cache import BlobCache, BlobWriter, ImageRecord, default_cache_dir
 from bootc_py.image.oci_layout import Layout, OciArchive, OciDir, load_json_object
 from bootc_py.image.ref import ImageRef, Transport
-from bootc_py.image.registry import ClientOptions, RegistryClient, pull_sources
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -251,6 +250,10 @@ class _RegistryFetcher:
     own_digest: str | None = None
 
     def __init__(self, ref: ImageRef, opts: PullOptions) -> None:
+        # Here, not at the top: requests and urllib3 cost a reader of sysroots (`status`, the
+        # boot-time units on a slow machine) more than it spends on its own work.
+        from bootc_py.image.registry import ClientOptions, RegistryClient, pull_sources
+
         self.ref = ref
         copts = ClientOptions(tls_verify=opts.tls_verify, authfile=opts.authfile,
                               retries=opts.retries)

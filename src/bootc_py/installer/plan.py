@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootc_py.disk.plan import PartitionPlan
 from bootc_py.errors import UsageError
-from bootc_py.image.source import PullOptions
 from bootc_py.installer.config import FILESYSTEMS, InstallConfig
+
+if TYPE_CHECKING:  # the CLI builds InstallOptions for every run; the pull code loads on use
+    from bootc_py.image.source import PullOptions
 
 BOOTLOADERS = ("grub", "systemd", "none")
 

@@ -22,23 +22,22 @@ from bootc_py import log as steplog
 from bootc_py.image.flatten import WhiteoutMode, apply_layer
 from bootc_py.image.source import Image, Layer
 from bootc_py.store.layout import KernelInfo, to_ostree_layout
+from bootc_py.store.names import (
+    IMAGE_REF_PREFIX,
+    LAYER_REF_PREFIX,
+    META_BLOB,
+    META_CONFIG,
+    META_DIFF_ID,
+    META_IMGREF,
+    META_MANIFEST,
+    META_MANIFEST_DIGEST,
+    META_VERSION,
+    VERSION_LABEL,
+)
 from bootc_py.store.repo import OstreeRepo, escape_ref_component
 
 log = logging.getLogger(__name__)
 
-LAYER_REF_PREFIX = "bootc-py/layer"
-IMAGE_REF_PREFIX = "bootc-py/image"
-
-# Commit metadata keys. The ostree.* ones are those ostree-ext/bootc write, so their tools
-# can read what we record; the bootc-py.* ones are ours.
-META_MANIFEST_DIGEST = "ostree.manifest-digest"
-META_MANIFEST = "ostree.manifest"
-META_CONFIG = "ostree.container.image-config"
-META_IMGREF = "bootc-py.imgref"
-META_VERSION = "version"
-META_DIFF_ID = "bootc-py.diff-id"
-META_BLOB = "bootc-py.blob-digest"
-VERSION_LABEL = "org.opencontainers.image.version"
 
 
 def layer_ref(layer: Layer) -> str:

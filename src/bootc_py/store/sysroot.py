@@ -27,7 +27,7 @@ from typing import Any
 from bootc_py.errors import CommandError, StoreError, UsageError
 from bootc_py.image.ref import ImageRef, Transport, parse_imgref
 from bootc_py.run import run
-from bootc_py.store.importer import (
+from bootc_py.store.names import (
     IMAGE_REF_PREFIX,
     LAYER_REF_PREFIX,
     META_CONFIG,

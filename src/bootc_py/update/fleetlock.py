@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from bootc_py.errors import BootcPyError, ConfigError
+
+if TYPE_CHECKING:  # requests loads when a client talks, not for every agent or boot unit run
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +132,18 @@ class FleetLockClient:
             raise ConfigError("empty FleetLock client id")
         self.client_id = client_id
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        self.session = session
 
     def body(self) -> dict[str, dict[str, str]]:
         return {"client_params": {"id": self.client_id, "group": self.group}}
 
     def _post(self, operation: str, endpoint: str) -> None:
+        import requests
+
         url = self.base_url + endpoint
         try:
             resp = self.session.post(url, headers=HEADER, data=json.dumps(self.body()),
