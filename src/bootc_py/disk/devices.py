@@ -98,18 +98,19 @@ def reread_partitions(device: Path | str) -> None:
     if not is_loop(device):
         res = run(["blockdev", "--rereadpt", device], check=False, timeout=DEVICE_TIMEOUT)
         if res.returncode == 0:
-            _settle()
+            settle()
             return
         log.debug("blockdev --rereadpt %s failed, falling back to partx", device)
     # partx -u does not add anything when the kernel knows no partition yet.
     run(["partx", "-u", device], check=False, timeout=DEVICE_TIMEOUT)
     if not kernel_partitions(device):
         run(["partx", "-a", device], check=False, timeout=DEVICE_TIMEOUT)
-    _settle()
+    settle()
 
 
-def _settle() -> None:
-    # Where udev runs (a real host), let it finish creating /dev/disk/by-* links.
+def settle() -> None:
+    """Where udev runs (a real host), let it finish processing devices: the /dev/disk/by-*
+    links and the properties lsblk reads (filesystem and partition-table types, serial)."""
     if Path("/run/udev/control").exists() and have("udevadm"):
         run(["udevadm", "settle", "--timeout=30"], check=False, timeout=DEVICE_TIMEOUT)
 

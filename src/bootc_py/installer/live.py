@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootc_py.artifacts import live as media
+from bootc_py.disk import devices
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import UsageError
 from bootc_py.installer import disk_prompt, eject
@@ -151,6 +152,9 @@ def describe(lsblk: dict[str, Any], device: str) -> str:
 
 
 def _list_disks() -> dict[str, Any]:
+    # lsblk reads FSTYPE, PTTYPE and SERIAL from udev's database: until udev has probed a
+    # disk, a disk with a partition table looks empty (a wipe candidate) and has no serial.
+    devices.settle()
     res = run(["lsblk", "--json", "--paths", "-o",
                "NAME,TYPE,RO,FSTYPE,PTTYPE,SIZE,MODEL,SERIAL"],
               capture=True, timeout=DEVICE_TIMEOUT)
