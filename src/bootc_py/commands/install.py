@@ -267,7 +267,10 @@ def install_live_cmd(
     (bootc-py-live-install.service): the kickstart from inst.ks=, else the one built in, else
     bootc-image-builder's default (the only empty disk, LVM, reboot); the image from the
     medium (or the registry for a --no-payload medium). The boot medium is never a target;
-    several empty disks are asked about on the console unless the run is unattended."""
+    several empty disks are asked about on the console unless the run is unattended.
+
+    Afterwards the kickstart's `reboot` or `poweroff` runs; with `--eject` a CD's tray opens
+    at the very end of the shutdown (a USB stick or a PXE boot has nothing to eject)."""
     from bootc_py.commands.kickstart import report_problems
     from bootc_py.installer import live
     from bootc_py.kickstart.translate import KickstartError
