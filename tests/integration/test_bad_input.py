@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 from synthetic import BOOTC_PY, SyntheticImages, run_cli
 
 from bootc_py.disk.mount import Mount
+from bootc_py.errors import NoSpaceError
+from bootc_py.image import source
+from bootc_py.image.cache import BlobCache, BlobWriter
+from bootc_py.image.oci_layout import OciDir
+from bootc_py.image.ref import parse_imgref
+from bootc_py.image.source import PullOptions
 
 
 def one_line_error(stderr: str) -> str:
@@ -214,3 +221,34 @@ def test_install_reset_checks_its_kargs_first() -> None:
     assert res.returncode == 2
     assert one_line_error(res.stderr).startswith(
         "error: kernel argument 'x;halt' from --karg: ';' is syntax on GRUB's linux line")
+
+
+def test_full_cache_filesystem_drops_the_partials_of_the_downloads_it_cancelled(
+        synthetic: SyntheticImages, tmp_path: Path) -> None:
+    """The race CI met: while the big layer fills the cache, another layer's download has
+    started (its .partial exists) and is cancelled. Here the small layer waits for the cancel,
+    so it always is; its partial must go too, not only the one that hit ENOSPC."""
+    opts = PullOptions(cache_dir=tmp_path / "meta")
+    image = source.resolve(parse_imgref(synthetic.ref("v1")), opts)
+    layers = sorted(image.layers, key=lambda x: x.size)
+    assert len(layers) >= 2
+    small, big = layers[0], layers[-1]
+    real = source._LayoutFetcher(OciDir(synthetic.layout), "v1")
+    started: list[str] = []
+
+    class SmallWaitsForTheCancel:
+        def blob(self, digest: str, writer: BlobWriter, progress: object,
+                 cancel: threading.Event) -> None:
+            started.append(digest)
+            if digest != big.digest:
+                assert cancel.wait(60), "the full cache never cancelled the other downloads"
+            real.blob(digest, writer, None, cancel)
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with Mount("tmpfs", cache, fstype="tmpfs", options=("size=2m",)):
+        with pytest.raises(NoSpaceError):
+            source._fetch_layers(BlobCache(cache), SmallWaitsForTheCancel(),  # type: ignore[arg-type]
+                                 (small, big), PullOptions(cache_dir=cache, jobs=2), "v1")
+        assert sorted(started) == sorted({small.digest, big.digest})
+        assert not list(cache.rglob("*.partial"))

@@ -99,7 +99,7 @@ class BlobWriter:
         self.digest = digest
         self.size = size
         self.what = what
-        self.partial = cache.root / "tmp" / f"{'-'.join(dg.split(digest))}.partial"
+        self.partial = cache.partial_path(digest)
         self._hash = dg.hasher(digest)
         self.offset = 0
         if self.partial.exists():
@@ -185,6 +185,26 @@ class BlobCache:
     def blob_path(self, digest: str) -> Path:
         algo, hexpart = dg.split(digest)
         return self.root / "blobs" / algo / hexpart
+
+    def partial_path(self, digest: str) -> Path:
+        return self.root / "tmp" / f"{'-'.join(dg.split(digest))}.partial"
+
+    def _lock_path(self, digest: str) -> Path:
+        return self.root / "locks" / f"{'-'.join(dg.split(digest))}.lock"
+
+    def drop_partial(self, digest: str) -> None:
+        """Delete a blob's unfinished download, unless another process is writing it now."""
+        try:
+            lf = open(self._lock_path(digest))  # noqa: SIM115 (closed below; never created)
+        except FileNotFoundError:
+            return  # no lock file: this cache never started that blob
+        with lf:
+            try:
+                fcntl.flock(lf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                self.partial_path(digest).unlink()
 
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
@@ -272,8 +292,7 @@ class BlobCache:
         there. Call with the cache lock held (shared).
         """
         self._ensure()
-        lockfile = self.root / "locks" / f"{'-'.join(dg.split(digest))}.lock"
-        with open(lockfile, "a") as lf:
+        with open(self._lock_path(digest), "a") as lf:
             try:
                 fcntl.flock(lf, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

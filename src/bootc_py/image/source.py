@@ -30,6 +30,7 @@ from bootc_py.errors import (
     CommandError,
     DigestMismatchError,
     ImageError,
+    NoSpaceError,
     NotFoundError,
     UnsupportedError,
 )
@@ -457,6 +458,11 @@ def _fetch_layers(cache: BlobCache, fetcher: _Fetcher, layers: tuple[Layer, ...]
                 wait(futures)
                 exc = failed[0].exception()
                 assert exc is not None
+                if isinstance(exc, NoSpaceError):
+                    # The downloads cancelled with it cannot complete either: their partials
+                    # would only hold the space a retry (after freeing some) needs.
+                    for x in missing:
+                        cache.drop_partial(x.digest)
                 raise exc
             # What this process downloaded (restarts are subtracted by the fetchers).
             return bar.done
