@@ -5,11 +5,14 @@ refusal leaves nothing behind (the VM test boots a real ISO: tests/vm/test_insta
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from synthetic import SyntheticImages, run_cli
 
+from bootc_py.artifacts import scratch
 from bootc_py.artifacts.oci_payload import write_payload
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
@@ -49,8 +52,6 @@ def test_the_payload_is_an_oci_layout_skopeo_reads_with_the_pulled_digest(
 
 
 def run_skopeo(*args: str) -> dict[str, object]:
-    import subprocess
-
     res = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120,
                          check=True)
     data: dict[str, object] = json.loads(res.stdout)
@@ -71,3 +72,22 @@ def test_the_media_grub_cfgs_parse(tmp_path: Path, title: str) -> None:
         (tmp_path / name).write_text(text)
         check_syntax(tmp_path / name, required=True)
         assert (tmp_path / name).exists(), text
+
+
+def test_scratch_space_is_a_tmpfs_capped_at_the_need_only_when_it_fits(tmp_path: Path) -> None:
+    def fstype(path: Path) -> str:
+        return subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(path)],
+                              capture_output=True, text=True, check=True).stdout.split()[0]
+
+    disk = fstype(tmp_path)
+    for work in ("a", "b"):
+        (tmp_path / work).mkdir()
+    with scratch.scratch_space(tmp_path / "a", 64 << 20, available=8 << 30) as space:
+        assert fstype(space) == "tmpfs"
+        assert os.statvfs(space).f_blocks * os.statvfs(space).f_frsize == 64 << 20
+        (space / "f").write_bytes(b"x")
+    assert not (tmp_path / "a/scratch/f").exists()  # unmounted: gone with the tmpfs
+    with scratch.scratch_space(tmp_path / "b", 64 << 20, available=(1 << 30) + 1) as space:
+        assert fstype(space) == disk  # no 1 GiB margin left: next to the output
+        (space / "f").write_bytes(b"x")
+    assert (tmp_path / "b/scratch/f").exists()  # the caller's work dir, removed with it

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bootc_py.artifacts import scratch
 from bootc_py.artifacts.iso import render_early_cfg, render_grub_cfg
 from bootc_py.artifacts.live import MediaOptions
 from bootc_py.cli import main
@@ -304,3 +305,13 @@ def test_eject_is_armed_as_a_systemd_shutdown_hook(tmp_path: Path) -> None:
     assert console.read_text().startswith(f"bootc-py: could not eject {tmp_path}/missing: ")
     assert console.read_text().count("\n") == 1
     assert eject.main([], console) == 2
+
+
+def test_the_unpacked_tree_goes_to_ram_only_with_a_margin_left() -> None:
+    meminfo = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:    2097152 kB\n"
+    available = scratch.mem_available(meminfo)
+    assert available == 2 << 30
+    assert scratch.fits_in_ram(1 << 30, available)  # 1 GiB left over: the margin
+    assert not scratch.fits_in_ram((1 << 30) + 1, available)
+    assert scratch.mem_available("MemTotal: 1 kB\n") is None  # an old kernel: never RAM
+    assert not scratch.fits_in_ram(1, None)

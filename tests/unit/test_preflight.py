@@ -9,6 +9,7 @@ import json
 import tarfile
 from pathlib import Path
 
+from bootc_py.artifacts import build_config
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
 from bootc_py.installer.preflight import summarize
@@ -70,6 +71,8 @@ def test_whiteouts_opaque_dirs_hardlinks_and_captures(tmp_path: Path) -> None:
         ("usr/lib/modules/5.0/vmlinuz", "file", b"old"),
         ("opt/app", "dir", b""), ("opt/app/a", "file", "a"), ("opt/app/b", "file", "b"),
         ("usr/lib/bootc/install/00.toml", "file", '[install]\nkargs = ["a"]\n'),
+        ("usr/lib/bootc-image-builder/config.toml", "file",
+         '[customizations.kernel]\nappend = "quiet x=1"\n'),
     ])
     upper = _layer([
         ("usr/lib/modules/.wh.5.0", "file", b""),
@@ -87,6 +90,10 @@ def test_whiteouts_opaque_dirs_hardlinks_and_captures(tmp_path: Path) -> None:
     assert summary.symlinks["usr/bin/sh"] == "dash"
     assert summary.exists("etc/os-release") and not summary.exists("usr/lib/modules/5.0")
     assert summary.unpacked_bytes >= 1000
+    # `build` finds the image's own config.toml in the same (only) pass over the layers.
+    embedded = build_config.embedded(summary.files)
+    assert embedded is not None and embedded.kargs == ("quiet", "x=1")
+    assert summarize(image) is summary
 
 
 def test_initramfs_with_early_cpio() -> None:

@@ -41,7 +41,25 @@ def build_iso(sample_images: SampleImages, out: Path, *args: str) -> Path:
     assert [(a["type"], a["path"]) for a in manifest["artifacts"]] == [
         ("iso", "bootiso/install.iso")]
     assert manifest["digest"] == sample_images.manifest_digest("v1")
-    return out / "bootiso/install.iso"
+    iso = out / "bootiso/install.iso"
+    live_root = squashfs_listing(iso, out / "squashfs.img")
+    assert "/etc/systemd/system/multi-user.target.wants/bootc-py-live-install.service" \
+        in live_root
+    # dracut ran beside mksquashfs, on an overlay of the tree: nothing it wrote is in the root.
+    assert not [p for p in live_root if "95bootc-py-live" in p or p.startswith(
+        ("/tmp/", "/var/tmp/dracut"))], live_root
+    assert sorted(p.name for p in out.iterdir()) == ["bootiso", "manifest.json", "squashfs.img"]
+    (out / "squashfs.img").unlink()
+    return iso
+
+
+def squashfs_listing(iso: Path, dest: Path) -> set[str]:
+    """The paths in the ISO's live root (LiveOS/squashfs.img, extracted to `dest`)."""
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+                    "/LiveOS/squashfs.img", str(dest)], check=True, capture_output=True)
+    listing = subprocess.run(["unsquashfs", "-l", "-d", "", str(dest)], check=True,
+                             capture_output=True, text=True).stdout
+    return {line for line in listing.splitlines() if line.startswith("/")}
 
 
 def assert_installed(facts: dict[str, Any], sample_images: SampleImages, *,

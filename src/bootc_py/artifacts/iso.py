@@ -125,20 +125,20 @@ def build_iso(image: Image, output: Path, opts: MediaOptions) -> Path:
     with livesys.medium_build(output, ISO_DIR, ISO_NAME) as (work, partial):
         tree = work / "tree"
         (tree / "boot").mkdir(parents=True)
-        live = livesys.build_live(image, work)
-        shutil.copyfile(live.kernel, tree / "boot/vmlinuz")
-        shutil.move(live.initrd, tree / "boot/initrd.img")
-        with steplog.step("grub", "Writing GRUB for BIOS and UEFI"):
-            hybrid_src = _grub_images(live.rootfs, tree, work)
-            hybrid = work / "boot_hybrid.img"
-            shutil.copyfile(hybrid_src, hybrid)
-            title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
-            (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
-                opts.volume_id, timeout=livesys.menu_timeout(live.rootfs), title=title,
-                live_kargs=opts.live_kargs))
-            check_syntax(tree / "boot/grub/grub.cfg", required=True)
-        livesys.squash(live, tree / "LiveOS/squashfs.img")
-        shutil.rmtree(live.rootfs)
+        with livesys.live_system(image, work) as live:
+            shutil.copyfile(live.kernel, tree / "boot/vmlinuz")
+            with livesys.initrd_alongside(live, tree / "boot/initrd.img"):
+                with steplog.step("grub", "Writing GRUB for BIOS and UEFI"):
+                    hybrid_src = _grub_images(live.rootfs, tree, work)
+                    hybrid = work / "boot_hybrid.img"
+                    shutil.copyfile(hybrid_src, hybrid)
+                    title = (image.labels.get("org.opencontainers.image.title")
+                             or str(image.ref))
+                    (tree / "boot/grub/grub.cfg").write_text(render_grub_cfg(
+                        opts.volume_id, timeout=livesys.menu_timeout(live.rootfs),
+                        title=title, live_kargs=opts.live_kargs))
+                    check_syntax(tree / "boot/grub/grub.cfg", required=True)
+                livesys.squash(live, tree / "LiveOS/squashfs.img")
         write_medium(image, tree, opts)
         with steplog.step("iso", f"Writing {ISO_NAME} (xorriso)"):
             _xorriso(tree, partial, opts, hybrid)

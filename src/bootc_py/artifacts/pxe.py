@@ -67,17 +67,19 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
     with livesys.medium_build(output, PXE_DIR, PXE_NAME) as (work, partial):
         bundle = work / "bundle"
         bundle.mkdir()
-        live = livesys.build_live(image, work)
-        shutil.copyfile(live.kernel, bundle / "vmlinuz")
-        shutil.move(live.initrd, bundle / "initrd.img")
-        livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
-        title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
-        (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
-        (bundle / "grub.cfg").write_text(render_grub_cfg(
-            title, timeout=livesys.menu_timeout(live.rootfs), live_kargs=opts.live_kargs))
-        check_syntax(bundle / "grub.cfg", required=True)
-        livesys.squash(live, bundle / "rootfs.img")
-        shutil.rmtree(live.rootfs)
+        extra = image.size if opts.payload else 0  # the payload rides in the squashfs
+        with livesys.live_system(image, work, extra) as live:
+            shutil.copyfile(live.kernel, bundle / "vmlinuz")
+            # Into the tree before dracut's overlay of it is mounted: it must not change after.
+            livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
+            with livesys.initrd_alongside(live, bundle / "initrd.img"):
+                title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
+                (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))
+                (bundle / "grub.cfg").write_text(render_grub_cfg(
+                    title, timeout=livesys.menu_timeout(live.rootfs),
+                    live_kargs=opts.live_kargs))
+                check_syntax(bundle / "grub.cfg", required=True)
+                livesys.squash(live, bundle / "rootfs.img")
         # xz because bootc-image-builder names it .tar.xz; preset 0, since the squashfs and the
         # payload are compressed already (13 s instead of 34 s at -1, measured on the sample).
         with steplog.step("tar", f"Writing {PXE_NAME}"):

@@ -178,7 +178,7 @@ def _image_config(imgref: str, *, cache_dir: Path | None, tls_verify: str | None
     from bootc_py.installer.preflight import summarize
 
     image = pull(parse_imgref(imgref), pull_options(cache_dir, tls_verify, authfile))
-    found = build_config.embedded(summarize(image, capture=build_config.EMBEDDED).files)
+    found = build_config.embedded(summarize(image).files)
     return _checked(found) if found is not None else None
 
 

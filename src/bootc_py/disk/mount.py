@@ -31,12 +31,14 @@ class Mount:
     few times (a process may still be leaving the tree), then lazily as a last resort."""
 
     def __init__(self, source: Path | str, target: Path, fstype: str | None = None,
-                 options: Sequence[str] = (), *, mkdir: bool = True) -> None:
+                 options: Sequence[str] = (), *, mkdir: bool = True,
+                 cwd: Path | None = None) -> None:
         self.source = str(source)
         self.target = Path(target)
         self.fstype = fstype
         self.options = tuple(options)
         self.mkdir = mkdir
+        self.cwd = cwd  # what relative paths in the options are relative to (overlayfs')
         self.mounted = False
 
     def mount(self) -> Path:
@@ -49,7 +51,7 @@ class Mount:
             argv += ["-t", self.fstype]
         if self.options:
             argv += ["-o", ",".join(self.options)]
-        run([*argv, self.source, str(self.target)], timeout=MOUNT_TIMEOUT)
+        run([*argv, self.source, str(self.target)], timeout=MOUNT_TIMEOUT, cwd=self.cwd)
         self.mounted = True
         log.debug("mounted %s on %s", self.source, self.target)
         return self.target

@@ -36,6 +36,10 @@ CAPTURE = (
     "usr/lib/bootc-py/install/*.toml",
     "usr/lib/os-release",
     "etc/os-release",
+    # bootc-image-builder's config.toml the image carries (artifacts/build_config.EMBEDDED):
+    # captured in the same pass, so `build` reads the image's layers once, not twice.
+    "usr/lib/bootc-image-builder/config.toml",
+    "usr/lib/bootc-image-builder/config.json",
 )
 CAPTURE_MAX = 1 << 20
 INITRAMFS = "usr/lib/modules/*/initramfs.img"
@@ -114,7 +118,19 @@ class _Tree:
             self.remove(child)
 
 
-def summarize(image: Image, capture: tuple[str, ...] = CAPTURE) -> ImageSummary:
+# Summaries this process made, by the image's layers (content-addressed and verified blobs).
+_SUMMARIES: dict[tuple[str, ...], ImageSummary] = {}
+
+
+def summarize(image: Image) -> ImageSummary:
+    """The image's summary; a second call for the same layers reuses the first pass."""
+    key = tuple(layer.digest for layer in image.layers)
+    if key not in _SUMMARIES:
+        _SUMMARIES[key] = _summarize(image)
+    return _SUMMARIES[key]
+
+
+def _summarize(image: Image) -> ImageSummary:
     tree = _Tree()
     for layer in image.layers:
         with closing(_entries(image.blob_path(layer.digest))) as members:
@@ -148,7 +164,7 @@ def summarize(image: Image, capture: tuple[str, ...] = CAPTURE) -> ImageSummary:
                         data = reader.read_data(limit=INITRAMFS_MAX)
                         tree.initramfs_ok[path] = initramfs_contains(io.BytesIO(data))
                     elif entry.size <= CAPTURE_MAX and any(
-                            fnmatch.fnmatchcase(path, pat) for pat in capture):
+                            fnmatch.fnmatchcase(path, pat) for pat in CAPTURE):
                         tree.files[path] = reader.read_data(limit=CAPTURE_MAX)
                 else:
                     tree.add(path, "other")
