@@ -50,6 +50,11 @@ def default_cache_dir() -> Path:
     return Path(env) if env else DEFAULT_CACHE_DIR
 
 
+def _stem(digest: str) -> str:
+    """`<algo>-<hex>`: a digest as a file name (tmp/ and locks/)."""
+    return "-".join(dg.split(digest))
+
+
 def hash_file(path: Path, algo: str = "sha256") -> tuple[str, int]:
     """(digest, size) of a file, read in 1 MiB chunks."""
     h = hashlib.new(algo)
@@ -187,10 +192,10 @@ class BlobCache:
         return self.root / "blobs" / algo / hexpart
 
     def partial_path(self, digest: str) -> Path:
-        return self.root / "tmp" / f"{'-'.join(dg.split(digest))}.partial"
+        return self.root / "tmp" / f"{_stem(digest)}.partial"
 
     def _lock_path(self, digest: str) -> Path:
-        return self.root / "locks" / f"{'-'.join(dg.split(digest))}.lock"
+        return self.root / "locks" / f"{_stem(digest)}.lock"
 
     def drop_partial(self, digest: str) -> None:
         """Delete a blob's unfinished download, unless another process is writing it now."""

@@ -15,6 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootc_py.artifacts.build_config import EMBEDDED as BIB_CONFIG
 from bootc_py.image.source import Image
 from bootc_py.image.tarstream import (
     DIR,
@@ -36,10 +37,9 @@ CAPTURE = (
     "usr/lib/bootc-py/install/*.toml",
     "usr/lib/os-release",
     "etc/os-release",
-    # bootc-image-builder's config.toml the image carries (artifacts/build_config.EMBEDDED):
-    # captured in the same pass, so `build` reads the image's layers once, not twice.
-    "usr/lib/bootc-image-builder/config.toml",
-    "usr/lib/bootc-image-builder/config.json",
+    # bootc-image-builder's config.toml the image carries: captured in the same pass, so
+    # `build` reads the image's layers once, not twice.
+    *BIB_CONFIG,
 )
 CAPTURE_MAX = 1 << 20
 INITRAMFS = "usr/lib/modules/*/initramfs.img"
