@@ -13,6 +13,7 @@ from synthetic import SyntheticImages, base_tree
 
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
+from bootc_py.run import output
 from bootc_py.store.importer import import_image
 from bootc_py.store.names import (
     LAYER_REF_PREFIX,
@@ -94,3 +95,37 @@ def test_hard_link_into_a_lower_layer(tmp_path: Path) -> None:
     repo.checkout(result.commit, tree, copy=True)
     assert (tree / "usr/bin/ostree2").read_text() == (tree / "usr/bin/ostree").read_text()
     assert (tree / "usr/bin/ostree2").stat().st_mode == (tree / "usr/bin/ostree").stat().st_mode
+
+
+def test_the_same_image_under_another_name_reuses_its_tree(synthetic: SyntheticImages,
+                                                          tmp_path: Path) -> None:
+    """`switch` to another tag holding an image the host has: no layer checkout, one new
+    commit over the known root tree, carrying the new name."""
+    repo = OstreeRepo(tmp_path / "repo")
+    repo.init("bare")
+    v2 = pull(parse_imgref(synthetic.ref("v2")), PullOptions(cache_dir=synthetic.cache))
+    first = import_image(repo, v2, "docker://127.0.0.1:5000/syn:stable")
+    assert first.tree_from is None
+
+    other = import_image(repo, v2, "docker://127.0.0.1:5000/syn:other")
+    assert other.tree_from == first.commit and not other.reused_commit
+    assert other.commit != first.commit and other.ref != first.ref
+    assert repo.rev_parse(other.ref) == other.commit
+    assert repo.metadata(other.commit, META_IMGREF) == "docker://127.0.0.1:5000/syn:other"
+    assert repo.metadata(other.commit, META_MANIFEST_DIGEST) == v2.manifest_digest
+    assert repo.metadata(other.commit, "ostree.bootable") == "true"
+    assert _root_tree(repo, other.commit) == _root_tree(repo, first.commit)
+
+    # A deployment whose ref moved on is found through known_commits.
+    repo_b = OstreeRepo(tmp_path / "repo-b")
+    repo_b.init("bare")
+    kept = import_image(repo_b, v2, "docker://127.0.0.1:5000/syn:stable")
+    (repo_b.path / "refs/heads" / kept.ref).unlink()
+    again = import_image(repo_b, v2, "oci:/mnt/usb/os", known_commits=[kept.commit])
+    assert again.tree_from == kept.commit
+
+
+def _root_tree(repo: OstreeRepo, commit: str) -> str:
+    # `ls -C -d COMMIT /` prints the root directory with its contents checksum.
+    line = output(["ostree", f"--repo={repo.path}", "ls", "-C", "-d", commit, "/"])
+    return line.split()[4]

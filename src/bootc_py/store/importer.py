@@ -5,6 +5,11 @@ Docker-style `.wh.` files; the OS commit is then a union checkout of the layer c
 (ostree applies the whiteouts), rearranged into the ostree layout and committed again. Both
 checkout and commit work through hardlinks, so a layer already in the repository costs nothing:
 importing v2 after v1 costs only the layers that changed.
+
+Two shortcuts skip the whole-tree checkout, each only where it builds the very tree the full
+assembly would: the same image under another name (a `switch` to another tag) commits its new
+metadata over the known root tree, and an update whose new top layers are simple lays them over
+the known OS tree of the image it shares its lower layers with (incremental.py).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,7 @@ from pathlib import Path
 from bootc_py import log as steplog
 from bootc_py.image.flatten import WhiteoutMode, apply_layer
 from bootc_py.image.source import Image, Layer
+from bootc_py.store import incremental
 from bootc_py.store.layout import KernelInfo, to_ostree_layout
 from bootc_py.store.names import (
     IMAGE_REF_PREFIX,
@@ -39,7 +45,6 @@ from bootc_py.store.repo import OstreeRepo, escape_ref_component
 log = logging.getLogger(__name__)
 
 
-
 def layer_ref(layer: Layer) -> str:
     return f"{LAYER_REF_PREFIX}/{escape_ref_component(layer.diff_id)}"
 
@@ -56,6 +61,10 @@ class ImportResult:
     layers_imported: int
     layers_reused: int
     reused_commit: bool
+    # The commit whose root tree this one shares (the same image imported under another name).
+    tree_from: str | None = None
+    # The OS commit whose tree this one's new top layers were laid over (incremental.py).
+    over: str | None = None
 
 
 @contextmanager
@@ -121,17 +130,70 @@ def _reusable(repo: OstreeRepo, ref: str, manifest_digest: str,
     return None
 
 
+def _candidates(repo: OstreeRepo, known_commits: Iterable[str]) -> list[str]:
+    """OS commits the repository has: the caller's (deployments) and the image refs'."""
+    candidates = list(dict.fromkeys(known_commits))
+    for name in repo.refs(IMAGE_REF_PREFIX):
+        full = name if name.startswith(IMAGE_REF_PREFIX) else f"{IMAGE_REF_PREFIX}/{name}"
+        commit = repo.rev_parse(full)
+        if commit and commit not in candidates:
+            candidates.append(commit)
+    return [c for c in candidates if repo.has_commit(c)]
+
+
+def _layer_commit(repo: OstreeRepo, diff_id: str) -> str | None:
+    commit = repo.rev_parse(f"{LAYER_REF_PREFIX}/{escape_ref_component(diff_id)}")
+    return commit if commit and repo.has_commit(commit) else None
+
+
+def _same_image(repo: OstreeRepo, manifest_digest: str, metadata: MetadataReader | None,
+                candidates: list[str]) -> str | None:
+    """A commit of this very image under another name (another tag, or a deployment whose
+    ref moved on): its root tree is what assembling the layers again would produce."""
+    read = metadata or repo.metadata
+    return next((c for c in candidates if read(c, META_MANIFEST_DIGEST) == manifest_digest),
+                None)
+
+
+def _metadata(image: Image, imgref: str) -> dict[str, str]:
+    metadata = {
+        META_MANIFEST_DIGEST: image.manifest_digest,
+        META_MANIFEST: json.dumps(image.manifest, separators=(",", ":")),
+        META_CONFIG: json.dumps(image.config, separators=(",", ":")),
+        META_IMGREF: imgref,
+    }
+    version = image.labels.get(VERSION_LABEL)
+    if version:
+        metadata[META_VERSION] = version
+    return metadata
+
+
 def import_image(repo: OstreeRepo, image: Image, imgref: str, *,
-                 known_metadata: MetadataReader | None = None) -> ImportResult:
+                 known_metadata: MetadataReader | None = None,
+                 known_commits: Iterable[str] = ()) -> ImportResult:
     """Import `image` (already pulled) and commit its OS tree under the ref for `imgref`.
 
     `known_metadata` reads a commit's metadata where the caller already knows it (the sysroot's
-    listing has every deployment's), sparing an `ostree show`."""
+    listing has every deployment's), sparing an `ostree show`; `known_commits` (the
+    deployments) may hold this image under another name."""
     ref = image_ref(imgref)
     existing = _reusable(repo, ref, image.manifest_digest, known_metadata)
     if existing:
         log.info("    %s is already imported (%s)", image.manifest_digest, existing[:12])
         return ImportResult(existing, ref, None, 0, len(image.layers), True)
+    created = image.config.get("created")
+    timestamp = created if isinstance(created, str) else None
+    candidates = _candidates(repo, known_commits)
+    same = _same_image(repo, image.manifest_digest, known_metadata, candidates)
+    if same:
+        # Checking the layers out again costs a whole tree's worth of files (25 s for the
+        # sample image under TCG) to rebuild a tree the repository already has.
+        with steplog.step("commit-os-tree", f"Assembling the OS tree: the same as "
+                                            f"{same[:12]}'s (the same image)"):
+            renamed = repo.commit(same, branch=ref, subject=f"{imgref} {image.manifest_digest}",
+                                  metadata=_metadata(image, imgref), bootable=True,
+                                  timestamp=timestamp)
+        return ImportResult(renamed, ref, None, 0, len(image.layers), False, tree_from=same)
 
     imported = reused = 0
     layer_commits: list[str] = []
@@ -150,25 +212,35 @@ def import_image(repo: OstreeRepo, image: Image, imgref: str, *,
             imported += 1
         layer_commits.append(commit)
 
+    subject = f"{imgref} {image.manifest_digest}"
+    top = incremental.plan(
+        repo, [layer.diff_id for layer in image.layers], candidates,
+        lambda diff_id: _layer_commit(repo, diff_id),
+        lambda c: (known_metadata or repo.metadata)(c, META_CONFIG))
+    if top:
+        with steplog.step("commit-os-tree", f"Assembling the OS tree: {len(top.added)} new "
+                                            f"top layer(s) over {top.base[:12]}'s"), \
+                _scratch(repo, "bootc-py-top-") as scratch:
+            tree = scratch / "top"
+            incremental.checkout_top(repo, top, tree)
+            # No --consume or --devino-canonical: either makes ostree walk the whole base
+            # tree (11 s on a fast host for the sample image) instead of reading it lazily.
+            commit = repo.commit(tree, over=top.base, branch=ref, subject=subject,
+                                 metadata=_metadata(image, imgref), bootable=True,
+                                 timestamp=timestamp)
+        log.info("    imported %d layer(s), reused %d; commit %s over %s", imported, reused,
+                 commit[:12], top.base[:12])
+        return ImportResult(commit, ref, None, imported, reused, False, over=top.base)
+
     with steplog.step("commit-os-tree", "Assembling the OS tree in ostree layout"), \
             _scratch(repo, "bootc-py-merge-") as scratch:
         tree = scratch / "root"
         for commit in layer_commits:
             repo.checkout(commit, tree, union=True, whiteouts=True)
         kernel = to_ostree_layout(tree)
-        metadata = {
-            META_MANIFEST_DIGEST: image.manifest_digest,
-            META_MANIFEST: json.dumps(image.manifest, separators=(",", ":")),
-            META_CONFIG: json.dumps(image.config, separators=(",", ":")),
-            META_IMGREF: imgref,
-        }
-        version = image.labels.get(VERSION_LABEL)
-        if version:
-            metadata[META_VERSION] = version
-        created = image.config.get("created")
         commit = repo.commit(
-            tree, branch=ref, subject=f"{imgref} {image.manifest_digest}", metadata=metadata,
-            bootable=True, consume=True, link_speedup=True,
-            timestamp=created if isinstance(created, str) else None)
+            tree, branch=ref, subject=subject,
+            metadata=_metadata(image, imgref), bootable=True, consume=True, link_speedup=True,
+            timestamp=timestamp)
     log.info("    imported %d layer(s), reused %d; commit %s", imported, reused, commit[:12])
     return ImportResult(commit, ref, kernel, imported, reused, False)

@@ -83,7 +83,7 @@ class OstreeRepo:
 
     def commit(
         self,
-        tree: Path,
+        tree: Path | str,
         *,
         branch: str,
         subject: str,
@@ -92,9 +92,17 @@ class OstreeRepo:
         consume: bool = False,
         link_speedup: bool = False,
         timestamp: str | None = None,
+        over: str | None = None,
         extra: Sequence[str] = (),
     ) -> str:
-        args: list[str] = ["commit", f"--branch={branch}", f"--tree=dir={tree}",
+        # A Path is a directory to commit; a str is a commit whose root tree is taken as is
+        # (no checkout: the same image under another name costs one small commit object).
+        # `over`: the directory is laid over that commit's tree (files replace, directories
+        # merge and take the directory's metadata).
+        source = [f"--tree=dir={tree}"] if isinstance(tree, Path) else [f"--tree=ref={tree}"]
+        if over:
+            source.insert(0, f"--tree=ref={over}")
+        args: list[str] = ["commit", f"--branch={branch}", *source,
                            f"--subject={subject}", "--no-bindings",
                            f"--fsync={'true' if self.fsync else 'false'}"]
         for key, value in (metadata or {}).items():

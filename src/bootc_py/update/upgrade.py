@@ -251,7 +251,8 @@ def apply_plan(sysroot: Sysroot, plan: UpdatePlan, ref: ImageRef, opts: PullOpti
                           f"{dg.short(image.manifest_digest)})", "run the upgrade again")
     try:
         imported = import_image(sysroot.repo, image, plan.imgref,
-                                known_metadata=sysroot.commit_metadata)
+                                known_metadata=sysroot.commit_metadata,
+                                known_commits=[d.checksum for d in sysroot.deployments()])
     except (BootcPyError, OSError) as exc:
         _remove_partial(sysroot)
         if _is_enospc(exc):
