@@ -108,6 +108,11 @@ def install(work: Path) -> Path:
     return disk
 
 
+def _label(fw: str, model: str, models: list[str]) -> str:
+    """The row's name: the firmware, and the CPU model when several are compared."""
+    return f"{fw} -cpu {model}" if len(models) > 1 else fw
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boots", "--runs", dest="boots", type=int, default=3,
@@ -133,7 +138,7 @@ def main() -> None:
         results: dict[tuple[str, str], list[dict[str, float]]] = {k: [] for k in kinds}
         for run in range(args.boots):
             for fw, model in kinds:  # interleaved: the machine's load hits all alike
-                label = f"{fw} -cpu {model}" if len(models) > 1 else fw
+                label = _label(fw, model, models)
                 tag = f"{fw}-{model}-{run}"
                 disk = work / f"{tag}.qcow2"
                 subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
@@ -154,7 +159,7 @@ def main() -> None:
     print(f"\nmedian of {args.boots} cold boots (s):  " + "  ".join(f"{p:>15}" for p in PHASES))
     ok = True
     for (fw, model), runs in results.items():
-        label = f"{fw} -cpu {model}" if len(models) > 1 else fw
+        label = _label(fw, model, models)
         med = {p: statistics.median(r[p] for r in runs) for p in PHASES}
         print(f"{label:>28}:  " + "  ".join(f"{med[p]:15.1f}" for p in PHASES))
         ok &= med["to check line"] <= GOAL_S

@@ -20,7 +20,7 @@ from bootc_py.store.repo import OstreeRepo
 Tree = Callable[[Path], None]
 
 
-def _top(variant: str, *, extra: bool = False, var: bool = False,
+def _top(variant: str, *, extra: bool = False, newdir: bool = False, var: bool = False,
          bin_mode: int | None = None) -> Tree:
     def fill(root: Path) -> None:
         (root / "usr/share/syn").mkdir(parents=True)
@@ -31,6 +31,10 @@ def _top(variant: str, *, extra: bool = False, var: bool = False,
         (root / "usr/bin/syn-tool").symlink_to(f"../share/syn/{variant}")
         if extra:
             (root / "usr/share/syn/extra").write_text("extra\n")
+        if newdir:  # a new directory tree: the base lacks all of it
+            for sub in ("one", "two"):
+                (root / "usr/share/syn-new" / sub).mkdir(parents=True)
+                (root / "usr/share/syn-new" / sub / "file").write_text(sub + "\n")
         if var:
             (root / "var/lib/syn").mkdir(parents=True)
             (root / "var/lib/syn/state").write_text("state\n")
@@ -48,10 +52,12 @@ IMAGES: dict[str, list[Tree]] = {
     "a": [base_tree, _top("a")],
     "b": [base_tree, _top("b")],
     "b-extra": [base_tree, _top("b", extra=True)],
+    "b-newdir": [base_tree, _top("b", newdir=True)],
     "b-var": [base_tree, _top("b", var=True)],
     "b-mode": [base_tree, _top("b", bin_mode=0o700)],
     "mid-a": [base_tree, _mid, _top("a")],
     "mid-b": [base_tree, _mid, _top("b")],
+    "b-relabelled": [base_tree, _top("b")],  # b's layers, another config (its version label)
 }
 
 
@@ -91,12 +97,15 @@ def _update(tmp_path: Path, images: dict[str, Image], old: str, new: str
     return repo, first, second
 
 
-@pytest.mark.parametrize(("old", "new"), [("a", "b"), ("b", "b-extra"), ("mid-a", "mid-b")])
+@pytest.mark.parametrize(("old", "new", "imported"), [
+    ("a", "b", 1), ("b", "b-extra", 1), ("a", "b-newdir", 1), ("mid-a", "mid-b", 1),
+    ("b", "b-relabelled", 0)])
 def test_new_top_layers_are_laid_over_the_old_tree(tmp_path: Path, images: dict[str, Image],
-                                                   old: str, new: str) -> None:
+                                                   old: str, new: str, imported: int) -> None:
     repo, first, second = _update(tmp_path, images, old, new)
     assert second.over == first.commit
-    assert (second.layers_imported, second.layers_reused) == (1, len(images[new].layers) - 1)
+    assert (second.layers_imported, second.layers_reused) == (
+        imported, len(images[new].layers) - imported)
     tree = tmp_path / "checkout"
     repo.checkout(second.commit, tree, hardlinks=False)
     assert (tree / "usr/share/syn/variant").read_text() == "b\n"

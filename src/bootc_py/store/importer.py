@@ -222,12 +222,14 @@ def import_image(repo: OstreeRepo, image: Image, imgref: str, *,
                                             f"top layer(s) over {top.base[:12]}'s"), \
                 _scratch(repo, "bootc-py-top-") as scratch:
             tree = scratch / "top"
-            incremental.checkout_top(repo, top, tree)
+            if top.added:
+                incremental.checkout_top(repo, top, tree)
             # No --consume or --devino-canonical: either makes ostree walk the whole base
             # tree (11 s on a fast host for the sample image) instead of reading it lazily.
-            commit = repo.commit(tree, over=top.base, branch=ref, subject=subject,
-                                 metadata=_metadata(image, imgref), bootable=True,
-                                 timestamp=timestamp)
+            commit = repo.commit(tree if top.added else top.base,
+                                 over=top.base if top.added else None, branch=ref,
+                                 subject=subject, metadata=_metadata(image, imgref),
+                                 bootable=True, timestamp=timestamp)
         log.info("    imported %d layer(s), reused %d; commit %s over %s", imported, reused,
                  commit[:12], top.base[:12])
         return ImportResult(commit, ref, None, imported, reused, False, over=top.base)

@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bootc_py.errors import BootcPyError
-from bootc_py.run import output
+from bootc_py.run import output, run
 from bootc_py.store.layout import DPKG_DB, TMPFILES_NAME
 from bootc_py.store.repo import OstreeRepo
 
@@ -28,6 +27,8 @@ from bootc_py.store.repo import OstreeRepo
 _LAYOUT_OWNED = ("usr/local", "usr/etc", "usr/lib/modules", DPKG_DB, TMPFILES_NAME)
 
 
+# More entries than this in the top layers: the paths would not fit one command line.
+MAX_ENTRIES = 5000
 NO_XATTRS = "{ @a(ayay) [] }"
 # A directory bootc-py creates itself (the overlay's root, /usr when only /etc comes).
 PLAIN_DIR = f"d00755 0 0 {NO_XATTRS}"
@@ -42,7 +43,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Plan:
-    """Lay the commits `added` (layer commits, bottom first) over `base`'s root tree."""
+    """Lay the commits `added` (layer commits, bottom first) over `base`'s root tree (none:
+    the same layers, another config: the base's tree as it is)."""
 
     base: str
     added: tuple[str, ...]
@@ -58,14 +60,16 @@ def diff_ids_of(config_text: str | None) -> tuple[str, ...]:
         return ()
 
 
-def _ls(repo: OstreeRepo, *args: str) -> list[tuple[str, str, str]]:
-    """(kind, meta, path) per line of `ostree ls -X`; raises ValueError on a line that is
-    not plain (xattrs, a name with a newline or an arrow): those take the full assembly."""
+Row = tuple[str, str, str]  # (kind, meta, path) of one `ostree ls -X` line
+
+
+def _parse(text: str) -> list[Row]:
+    """Rows of `ostree ls -X` output; ValueError on a line that is not plain (xattrs, a name
+    with an arrow): those take the full assembly."""
     rows = []
-    for line in output(["ostree", f"--repo={repo.path}", "ls", "-X", *args]).splitlines():
-        fields = line.split(None, 4)
-        marker = f" {NO_XATTRS} "
-        if len(fields) != 5 or marker not in line:
+    marker = f" {NO_XATTRS} "
+    for line in text.splitlines():
+        if len(line.split(None, 4)) != 5 or marker not in line:
             raise ValueError(line)
         head, name = line.split(marker, 1)
         mode, uid, gid = head.split()[:3]
@@ -78,6 +82,30 @@ def _ls(repo: OstreeRepo, *args: str) -> list[tuple[str, str, str]]:
             raise ValueError(line)
         rows.append((kind, f"{mode} {uid} {gid} {NO_XATTRS}", name))
     return rows
+
+
+def _ls(repo: OstreeRepo, *args: str) -> list[Row]:
+    return _parse(output(["ostree", f"--repo={repo.path}", "ls", "-X", *args]))
+
+
+def _lookup(repo: OstreeRepo, base: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """kind and meta of each path the base has. `ostree ls -d` stops at the first path it
+    lacks: that one and everything under it is new, and the rest is asked again, so a new
+    directory tree costs one more call, not one per file."""
+    found: dict[str, tuple[str, str]] = {}
+    todo = sorted(set(paths), key=lambda p: PurePosixPath(p).parts)
+    while todo:
+        res = run(["ostree", f"--repo={repo.path}", "ls", "-X", "-d", base, *todo],
+                  check=False, capture=True)
+        rows = _parse(res.stdout)
+        found.update({name: (kind, meta) for kind, meta, name in rows})
+        if res.returncode == 0:
+            break
+        if len(rows) >= len(todo) or f"'{todo[len(rows)]}'" not in res.stderr:
+            raise ValueError(res.stderr.strip()[-200:])  # not the missing-path failure
+        missing = PurePosixPath(todo[len(rows)])
+        todo = [p for p in todo[len(rows) + 1:] if not PurePosixPath(p).is_relative_to(missing)]
+    return found
 
 
 def layer_entries(repo: OstreeRepo, commit: str) -> list[Entry] | None:
@@ -133,7 +161,7 @@ def plan(repo: OstreeRepo, new_layers: Sequence[str], candidates: Iterable[str],
         while (shared < min(len(old_layers), len(new_layers))
                and old_layers[shared] == new_layers[shared]):
             shared += 1
-        if shared == 0 or shared == len(new_layers) == len(old_layers):
+        if shared == 0:
             continue
         layers = [layer_of(x) for x in (*old_layers[shared:], *new_layers[shared:])]
         if None in layers or (best is not None and shared <= best[0]):
@@ -178,19 +206,12 @@ def _fits(repo: OstreeRepo, base: str, entries: list[Entry]) -> bool:
     if any(e.path.startswith("usr/") for e in entries) and \
             not any(e.path == "usr" for e in entries):
         wanted["usr"] = PLAIN_DIR  # checkout_top creates it for /etc's move
-    paths = ["/" + e.path for e in entries] + ["/" + p for p in wanted]
+    if len(entries) > MAX_ENTRIES:
+        return False
     try:
-        found = {name: (kind, meta) for kind, meta, name in _ls(repo, "-d", base, *paths)}
-    except (ValueError, BootcPyError):
-        found = {}
-        for path in paths:  # some are new: look them up one by one
-            try:
-                found.update({name: (kind, meta) for kind, meta, name in
-                              _ls(repo, "-d", base, path)})
-            except ValueError:
-                return False
-            except BootcPyError:
-                continue
+        found = _lookup(repo, base, ["/" + e.path for e in entries] + ["/" + p for p in wanted])
+    except ValueError:
+        return False
     for rel, meta in wanted.items():
         if found.get("/" + rel, ("d", meta)) != ("d", meta):
             return False
