@@ -9,55 +9,88 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import typer
 
 from bootc_py import __version__, log, signals
-from bootc_py.commands import (
-    agent,
-    build,
-    container,
-    health,
-    host,
-    image,
-    install,
-    kickstart,
-    update,
-)
 from bootc_py.errors import BootcPyError
-from bootc_py.image.cache import default_cache_dir
-from bootc_py.nospace import no_space, unnamed_write
 
-app = typer.Typer(
-    name="bootc-py",
-    help=(
-        "Make bootable container images boot.\n\n"
-        "Install an image onto a disk (install to-disk), turn it into VM disks or installer\n"
-        "media (build), and keep an installed host up to date from its registry."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+HELP = (
+    "Make bootable container images boot.\n\n"
+    "Install an image onto a disk (install to-disk), turn it into VM disks or installer\n"
+    "media (build), and keep an installed host up to date from its registry."
 )
-app.add_typer(image.app, name="image")
-app.add_typer(install.app, name="install")
-app.add_typer(container.app, name="container")
-app.add_typer(kickstart.app, name="kickstart")
-app.command("build")(build.build)
-app.command("status")(host.status)
-app.command("upgrade")(update.upgrade)
-app.command("switch")(update.switch)
-app.command("rollback")(update.rollback)
-app.command("usr-overlay")(update.usr_overlay)
-app.command("update-agent", hidden=True)(agent.update_agent)
-host.internals.command("healthcheck")(health.healthcheck)
-app.add_typer(host.internals, name="internals")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A top-level command: `attr` of bootc_py.commands.`module`, a function or (`group`) a
+    Typer app of subcommands."""
+
+    module: str
+    attr: str
+    group: bool = False
+    hidden: bool = False
+
+
+# In the order `--help` lists them (typer lists the commands, then the groups).
+COMMANDS = {
+    "image": Command("image", "app", group=True),
+    "install": Command("install", "app", group=True),
+    "container": Command("container", "app", group=True),
+    "kickstart": Command("kickstart", "app", group=True),
+    "build": Command("build", "build"),
+    "status": Command("host", "status"),
+    "upgrade": Command("update", "upgrade"),
+    "switch": Command("update", "switch"),
+    "rollback": Command("update", "rollback"),
+    "usr-overlay": Command("update", "usr_overlay"),
+    "update-agent": Command("agent", "update_agent", hidden=True),
+    "internals": Command("host", "internals", group=True, hidden=True),
+}
+# The global options before the command; these take a value.
+_VALUE_OPTIONS = ("--progress-fd",)
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command `argv` runs, if it names one (global options may come first)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUE_OPTIONS:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+        i += 1
+    return None
+
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """The CLI with every command, or with `only` that one. Each command's module is imported
+    only here: the boot-time units (healthcheck, update-agent, bootloader-sync) and `status`
+    do not load the install and build machinery, which costs about a second per start under
+    qemu without KVM."""
+    app = typer.Typer(name="bootc-py", help=HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    for name, cmd in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        obj = getattr(importlib.import_module(f"bootc_py.commands.{cmd.module}"), cmd.attr)
+        if cmd.group:
+            app.add_typer(obj, name=name, hidden=cmd.hidden)
+        else:
+            app.command(name, hidden=cmd.hidden)(obj)
+    app.callback()(_global)
+    return app
 
 
 def _version(value: bool) -> None:
@@ -66,7 +99,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _global(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True,
                                 help="More output: -v for details, -vv for every command run."),
@@ -88,8 +120,10 @@ def _drop_stdout() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every BootcPyError becomes `error: <message>` and a non-zero exit."""
     signals.install()
+    args = sys.argv[1:] if argv is None else argv
+    app = make_app(command_named(args))
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
         sys.stdout.flush()  # here, where a full or closed stdout is an error, not at exit
     except BootcPyError as exc:
         logging.getLogger("bootc_py").debug("error details", exc_info=True)
@@ -122,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
+        from bootc_py.image.cache import default_cache_dir
+        from bootc_py.nospace import no_space, unnamed_write
+
         full = no_space(Path(exc.filename), None, f"writing {exc.filename}") if exc.filename \
             else unnamed_write(default_cache_dir())
         _drop_stdout()

@@ -31,3 +31,25 @@ def test_boot_time_commands_do_not_load_the_http_stack(command: str) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert res.stdout.strip() == "", f"`{command}` loads {res.stdout.strip()}"
+
+
+# The command lines the boot-time units and the check of every boot run, and what none of
+# them may build its CLI from: the install, build and image machinery (about a second of
+# every start under qemu without KVM).
+BOOT_TIME_ARGV = ["status --json", "-v status", "internals healthcheck",
+                  "update-agent --steady-state", "internals bootloader-sync"]
+NOT_AT_BOOT = ("bootc_py.commands.install", "bootc_py.commands.build", "bootc_py.commands.image",
+               "bootc_py.commands.kickstart", "bootc_py.installer.plan", "bootc_py.image.cache",
+               "bootc_py.disk.model")
+
+
+@pytest.mark.host_tools  # a fresh interpreter
+@pytest.mark.parametrize("argv", BOOT_TIME_ARGV)
+def test_a_boot_time_command_line_loads_only_its_own_command(argv: str) -> None:
+    code = ("import sys\n"
+            "from bootc_py import cli\n"
+            f"cli.make_app(cli.command_named({argv.split()!r}))\n"
+            f"print(' '.join(m for m in {NOT_AT_BOOT!r} if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.strip() == "", f"`bootc-py {argv}` loads {res.stdout.strip()}"

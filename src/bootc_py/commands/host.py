@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from bootc_py.commands import health as _health
+
 SYSROOT = typer.Option(Path("/"), "--sysroot", metavar="PATH",
                        help="Work on a mounted (not booted) sysroot instead of this host: "
                        "nothing is staged, a new deployment is the default at once.")
@@ -73,3 +75,6 @@ def bootloader_sync(
 
     done = update(boot)
     typer.echo("bootc-py: bootloader in sync: " + (", ".join(done) or "nothing to do"))
+
+
+internals.command("healthcheck")(_health.healthcheck)
