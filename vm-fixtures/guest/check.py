@@ -93,6 +93,11 @@ def run_script(text: bytes) -> dict[str, Any]:
             "seconds": round(time.monotonic() - t0, 1)}
 
 
+def mount_facts_of(paths: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    table = mount_table()
+    return {p: mount_facts(p, table) for p in paths}
+
+
 def writable(path: str) -> tuple[bool, str | None]:
     try:
         fd, name = tempfile.mkstemp(dir=path, prefix=".bootc-py-check-")
@@ -103,15 +108,44 @@ def writable(path: str) -> tuple[bool, str | None]:
     return True, None
 
 
-def mount_facts(path: str) -> dict[str, Any]:
+def mount_table() -> list[dict[str, Any]] | None:
+    """Every mount, in mount order (one findmnt for all the paths: under TCG each process
+    start costs a fraction of a second); None if findmnt fails."""
+    rc, out, _ = sh(["findmnt", "-J", "--list", "-o", "TARGET,SOURCE,FSTYPE,OPTIONS"])
+    if rc != 0:
+        return None
+    try:
+        return list(json.loads(out)["filesystems"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def mount_of(path: str, table: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What `findmnt -T path` shows: the mount with the longest target above the path; of
+    stacked mounts (usr-overlay over the read-only /usr bind) the last, the top one."""
+    real = os.path.realpath(path)
+    best: dict[str, Any] | None = None
+    for fs in table:
+        target = str(fs.get("target") or "")
+        above = real == target or target == "/" or real.startswith(target + "/")
+        if above and (best is None or len(target) >= len(str(best.get("target") or ""))):
+            best = fs
+    return best
+
+
+def mount_facts(path: str, table: list[dict[str, Any]] | None) -> dict[str, Any]:
     if not os.path.isdir(path):
         return {"exists": False}
-    rc, out, err = sh(["findmnt", "-J", "-T", path, "-o", "TARGET,SOURCE,FSTYPE,OPTIONS"])
+    fs: dict[str, Any] | None = None
+    err = ""
+    if table is not None:
+        fs = mount_of(path, table)
+    if fs is None:
+        rc, out, err = sh(["findmnt", "-J", "-T", path, "-o", "TARGET,SOURCE,FSTYPE,OPTIONS"])
+        if rc == 0:
+            fs = json.loads(out)["filesystems"][-1]  # stacked: bottom first
     facts: dict[str, Any] = {"exists": True}
-    if rc == 0:
-        # Stacked mounts (usr-overlay over the read-only /usr bind) are listed bottom first:
-        # what the path shows is the top one.
-        fs = json.loads(out)["filesystems"][-1]
+    if fs is not None:
         options = fs.get("options") or ""
         facts.update(mountpoint=fs.get("target"), source=fs.get("source"),
                      fstype=fs.get("fstype"), options=options,
@@ -243,7 +277,7 @@ def _collect(settled: dict[str, Any], script: dict[str, Any] | None,
         "pending_jobs": settled["jobs"],
         "uptime_s": uptime(),
         "boot_timing": sh(["systemd-analyze", "time"])[1].strip().splitlines()[:1],
-        "mounts": {p: mount_facts(p) for p in PATHS},
+        "mounts": mount_facts_of(PATHS),
         "ostree": ostree_facts(),
         "failed_units": failed_units(),
         "users": users(),
