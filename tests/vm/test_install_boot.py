@@ -106,7 +106,8 @@ def test_uefi_grub_boots_and_keeps_etc_and_var(grub_disk: Path, sample_images: S
     assert_installed(first, sample_images)
     assert "firmware=uefi" in script_out(first)
     assert any(k.startswith("BOOT_IMAGE=") for k in first["cmdline"].split())  # GRUB booted
-    second = boot_check(Drive(disk), firmware="uefi", script=READ, name="uefi-grub-again")
+    second = boot_check(Drive(disk), firmware="uefi", script=READ, name="uefi-grub-again",
+                        last=True)
     assert script_out(second).split() == ["from-first-boot", "from-first-boot"]
     assert second["machine_id"] == first["machine_id"]
 
@@ -128,7 +129,8 @@ def test_qcow2_from_build_boots(sample_images: SampleImages, boot_check: BootChe
                                      capture_output=True, text=True).stdout)
     assert info["format"] == "qcow2"
     assert info["actual-size"] < info["virtual-size"] / 2  # sparse: no wasted bytes
-    facts = boot_check(Drive(out / "qcow2/disk.qcow2"), firmware="uefi", name="qcow2")
+    facts = boot_check(Drive(out / "qcow2/disk.qcow2"), firmware="uefi", name="qcow2",
+                       last=True)
     assert_installed(facts, sample_images)
 
 
@@ -168,7 +170,7 @@ def test_bios_grub_boots_then_follows_a_deployment_staged_at_shutdown(
     # The sample image's /usr/lib/bootc-py/install says bootloader-timeout = 0: no menu wait.
     assert "set timeout=0" in out.splitlines()
     second = boot_check(Drive(disk), firmware="bios", script=GRUB_ENTRIES,
-                        name="staged-booted")
+                        name="staged-booted", last=True)
     assert_staged_then_booted(first, second)
     assert script_out(second).split() == ["2"]  # both deployments in grub.cfg
 
@@ -189,6 +191,6 @@ def test_uefi_systemd_boot_boots_then_follows_a_deployment_staged_at_shutdown(
     # systemd-boot passes no BOOT_IMAGE= (GRUB does): this boot did not come through GRUB.
     assert not any(k.startswith("BOOT_IMAGE=") for k in first["cmdline"].split())
     second = boot_check(Drive(disk), firmware="uefi", script=ESP_ENTRIES,
-                        name="staged-booted")
+                        name="staged-booted", last=True)
     assert_staged_then_booted(first, second)
     assert {"ostree-1-default.conf", "ostree-2-default.conf"} <= set(script_out(second).split())

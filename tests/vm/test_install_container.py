@@ -86,7 +86,7 @@ def test_install_from_inside_the_image(sample_images: SampleImages, podman: Call
                  "--karg", "console=ttyS0,115200n8", "/output/disk.raw")
     assert "Installed containers-storage:" in log
     disk = out / "disk.raw"
-    facts = boot_check(Drive(disk), firmware="uefi", name="from-container")
+    facts = boot_check(Drive(disk), firmware="uefi", name="from-container", last=True)
     assert facts["variant"] == "v1" and facts["failed_units"] == []
     assert facts["mounts"]["/usr"]["ro"] and facts["mounts"]["/etc"]["writable"]
     booted = facts["bootc_py"]["status"]["status"]["booted"]
@@ -128,7 +128,7 @@ def test_takeover_from_inside_the_image_then_the_disk_boots(
         assert "alongside the system on" in log, log
         assert (target / "etc/debian_version").read_text().strip() == old_version
     facts = boot_check(Drive(disk), firmware="bios", name="taken-over-from-container",
-                       script="cat /sysroot/etc/debian_version\n")
+                       script="cat /sysroot/etc/debian_version\n", last=True)
     assert facts["variant"] == "v1" and facts["failed_units"] == [], facts["failed_units"]
     assert "/ostree/deploy/default/deploy/" in facts["mounts"]["/"]["source"]
     assert facts["mounts"]["/usr"]["ro"] and facts["mounts"]["/etc"]["writable"]

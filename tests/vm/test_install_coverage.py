@@ -57,7 +57,8 @@ def assert_booted(facts: dict[str, Any], *, fstype: str, stateroot: str = "defau
 def test_ext4_root_in_its_own_stateroot_boots(installed_disk: Callable[..., Path],
                                               boot_check: BootCheck) -> None:
     disk = installed_disk("--filesystem=ext4", "--stateroot=corp", CONSOLE)
-    facts = boot_check(Drive(disk), firmware="uefi", name="ext4-corp", script=USR_OVERLAY)
+    facts = boot_check(Drive(disk), firmware="uefi", name="ext4-corp", script=USR_OVERLAY,
+                       last=True)
     assert_booted(facts, fstype="ext4", stateroot="corp", usr_overlay=True)
     assert facts["mounts"]["/boot"]["fstype"] == "ext4"
     script = facts["script"]
@@ -77,7 +78,7 @@ touch /usr/share/bootc-py-overlay && echo written
 
 def test_btrfs_root_boots(installed_disk: Callable[..., Path], boot_check: BootCheck) -> None:
     disk = installed_disk("--filesystem=btrfs", CONSOLE)
-    facts = boot_check(Drive(disk), firmware="bios", name="btrfs")
+    facts = boot_check(Drive(disk), firmware="bios", name="btrfs", last=True)
     assert_booted(facts, fstype="btrfs")
 
 
@@ -108,7 +109,7 @@ def test_vmdk_and_vhd_from_build_boot(sample_images: SampleImages, boot_check: B
         over = tmp_path / f"{fmt}-overlay.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
                         str(out / path), str(over)], check=True)
-        facts = boot_check(Drive(over), firmware="uefi", name=fmt)
+        facts = boot_check(Drive(over), firmware="uefi", name=fmt, last=True)
         assert_booted(facts, fstype="xfs")
 
 
@@ -127,6 +128,6 @@ def test_bootloader_none_then_install_bootloader_boots(
                               str(mnt)], capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         assert res.stdout.strip() == f"Installed grub-bios, grub-efi into {mnt}"
-    facts = boot_check(Drive(disk), firmware="bios", name="bootloader-added")
+    facts = boot_check(Drive(disk), firmware="bios", name="bootloader-added", last=True)
     assert_booted(facts, fstype="xfs")
     assert facts["mounts"]["/boot"]["fstype"] == "ext4"

@@ -53,7 +53,7 @@ def test_install_onto_a_virtio_disk_from_a_running_system(
     assert script["stdout"].rstrip().endswith("installed")
 
     # Installed from a BIOS-booted system without --generic-image: GRUB for BIOS only.
-    booted = boot_check(Drive(target), firmware="bios", name="installed-target")
+    booted = boot_check(Drive(target), firmware="bios", name="installed-target", last=True)
     assert booted["variant"] == "v1" and booted["failed_units"] == []
     assert "/ostree/deploy/default/deploy/" in booted["mounts"]["/"]["source"]
     assert booted["mounts"]["/usr"]["ro"] and booted["mounts"]["/var"]["writable"]

@@ -125,7 +125,7 @@ def test_iso_as_cd_under_bios_asks_which_of_two_empty_disks_and_the_disk_boots(
     assert "/dev/sr0" not in serial.split("several empty disks")[1].split("Disk [")[0]
     assert_live_install(serial, "/dev/vdb", "built-in default", "reboot")
     assert untouched(spare)
-    assert_installed(boot_check(Drive(disk), firmware="bios", name="cd-installed"),
+    assert_installed(boot_check(Drive(disk), firmware="bios", name="cd-installed", last=True),
                      sample_images, lvm=True)
 
 
@@ -191,7 +191,8 @@ def test_iso_as_usb_stick_under_uefi_with_its_kickstart_is_never_the_target(
         vm.wait_exit(timeout=LIVE_INSTALL_TIMEOUT)
         assert_live_install(vm.serial_text(), "/dev/vdb",
                             "/run/initramfs/live/bootc-py/ks.cfg", "poweroff")
-    facts = boot_check(Drive(disk), firmware="uefi", name="usb-installed", script=PROBE)
+    facts = boot_check(Drive(disk), firmware="uefi", name="usb-installed", script=PROBE,
+                       last=True)
     assert_installed(facts, sample_images, lvm=False)
     script = facts["script"]
     assert script is not None and script["rc"] == 0, script

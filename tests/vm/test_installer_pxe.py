@@ -83,7 +83,7 @@ def test_pxe_bundle_over_http_installs_and_the_disk_boots(
     assert "kickstart: built-in default" in serial
     assert "bootc-py live installer: installed onto /dev/vda" in serial, serial[-4000:]
 
-    facts = boot_check(Drive(disk), firmware="bios", name="pxe-installed")
+    facts = boot_check(Drive(disk), firmware="bios", name="pxe-installed", last=True)
     assert facts["variant"] == "v1"
     assert facts["failed_units"] == [], facts["failed_units"]
     assert facts["mounts"]["/sysroot"]["source"].startswith("/dev/mapper/")

@@ -49,7 +49,7 @@ def test_kickstart_install_boots_with_its_effects(
                           "--disk-size", "8G", str(ks)], capture_output=True, text=True,
                          timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
-    facts = boot_check(Drive(disk), firmware="uefi", script=PROBE, name="kickstart")
+    facts = boot_check(Drive(disk), firmware="uefi", script=PROBE, name="kickstart", last=True)
     assert facts["failed_units"] == []
     script = facts["script"]
     assert script is not None and script["rc"] == 0, script
@@ -127,7 +127,7 @@ def test_lvm_kickstart_via_loopback_in_a_guest_boots(
     mnt = tmp_path / "scratch"
     with LoopDevice(scratch) as loop, Mount(loop.path, mnt):
         booted = boot_check(Drive(mnt / "disk.raw"), firmware="uefi", script=LVM_PROBE,
-                            name="ks-lvm")
+                            name="ks-lvm", last=True)
     assert booted["variant"] == "v1" and booted["failed_units"] == []
     assert booted["mounts"]["/"]["source"].startswith("/dev/mapper/ksvg-root[/ostree/deploy/")
     probe = booted["script"]

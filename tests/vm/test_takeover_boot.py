@@ -135,7 +135,8 @@ def test_takeover_bios_keeps_the_old_system_under_sysroot(
     stderr = _took_over(old)
     assert "Waiting" not in stderr and "interrupt" not in stderr  # acknowledged: no pause
 
-    new = boot_check(Drive(disk), firmware="bios", name="took-over-bios", script=AFTER)
+    new = boot_check(Drive(disk), firmware="bios", name="took-over-bios", script=AFTER,
+                     last=True)
     assert new["variant"] == "v1", new.get("cmdline")
     assert "/ostree/deploy/default/deploy/" in new["mounts"]["/"]["source"]
     assert new["mounts"]["/usr"]["ro"] and new["mounts"]["/var"]["writable"]
@@ -169,7 +170,7 @@ def test_takeover_uefi_with_cleanup_removes_the_old_files_once(
     assert old["mounts"]["/boot/efi"]["fstype"] == "vfat"
     _took_over(old)
 
-    new = boot_check(Drive(disk), firmware="uefi", name="cleaned-uefi",
+    new = boot_check(Drive(disk), firmware="uefi", name="cleaned-uefi", last=True,
                      script=AFTER + "systemctl start bootc-py-destructive-cleanup.service\n"
                      "systemctl show -p ConditionResult bootc-py-destructive-cleanup.service\n")
     assert new["variant"] == "v1"
@@ -237,7 +238,7 @@ def test_reset_boots_a_fresh_stateroot_and_keeps_the_old_as_rollback(
 
     after = boot_check(Drive(disk), *(Drive(f, serial=f.stem.replace("lvm", "bpy-lvm"))
                                       for f in lvm_disks),
-                       firmware="bios", name="after-reset", script=AFTER_RESET)
+                       firmware="bios", name="after-reset", script=AFTER_RESET, last=True)
     assert "/ostree/deploy/fresh/deploy/" in after["mounts"]["/"]["source"]
     assert after["failed_units"] == [], after["failed_units"]
     deps = after["ostree"]["deployments"]

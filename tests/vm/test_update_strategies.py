@@ -191,12 +191,11 @@ cat /etc/bootc-py/updates.toml
             assert second.wait_exit(300) == 0
             durations.append(second.elapsed)
 
-        # Boot 3: the periodic reboot booted v1.
+        # Boot 3: the periodic reboot booted v1. The last boot: qemu stops at the report.
         with vm("periodic-rebooted", 'section() { echo "=== $1"; }\nsection status\n'
                 "bootc-py status --json\n",
-                poweroff=True) as third:
+                poweroff=False) as third:
             facts = third.check(BOOT_TIMEOUT)
-            assert third.wait_exit(300) == 0
             durations.append(third.elapsed)
         assert facts["variant"] == "v1"
         status = json.loads(sections(facts)["status"])["status"]
