@@ -27,6 +27,7 @@ FIRMWARE_PROBE = "test -d /sys/firmware/efi && echo firmware=uefi || echo firmwa
 WRITE = (FIRMWARE_PROBE + "echo from-first-boot > /etc/bootc-py-persist\n"
          "mkdir -p /var/lib/bootc-py-test && echo from-first-boot > /var/lib/bootc-py-test/x\n")
 READ = "cat /etc/bootc-py-persist /var/lib/bootc-py-test/x\n"
+STEADY = "echo steady-state=$(systemctl show -P Result bootc-py-steady-state.service)\n"
 
 BootCheck = Callable[..., dict[str, Any]]
 
@@ -102,9 +103,12 @@ def script_out(facts: dict[str, Any]) -> str:
 def test_uefi_grub_boots_and_keeps_etc_and_var(grub_disk: Path, sample_images: SampleImages,
                                                 boot_check: BootCheck, tmp_path: Path) -> None:
     disk = overlay(grub_disk, tmp_path / "uefi-grub.qcow2")
-    first = boot_check(Drive(disk), firmware="uefi", script=WRITE, name="uefi-grub")
+    first = boot_check(Drive(disk), firmware="uefi", script=WRITE + STEADY, name="uefi-grub")
     assert_installed(first, sample_images)
-    assert "firmware=uefi" in script_out(first)
+    out = script_out(first)
+    assert "firmware=uefi" in out
+    # The default strategy ("immediate") holds no FleetLock slot: no python for it at boot.
+    assert "steady-state=exec-condition" in out.split(), out
     assert any(k.startswith("BOOT_IMAGE=") for k in first["cmdline"].split())  # GRUB booted
     second = boot_check(Drive(disk), firmware="uefi", script=READ, name="uefi-grub-again",
                         last=True)
