@@ -20,6 +20,16 @@ def test_mypy_strict() -> None:
 
 
 @pytest.mark.host_tools
+def test_mypy_strict_vm_harness() -> None:
+    """The VM harness, the sample-image builder and the guest's check script too: every VM
+    test stands on them."""
+    res = subprocess.run([str(BIN / "mypy"), "--strict", "vmharness", "fixture_image",
+                          "guest/check.py"], cwd=REPO / "vm-fixtures", capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.host_tools
 def test_ruff() -> None:
     res = subprocess.run([str(BIN / "ruff"), "check", "src", "tests", "vm-fixtures", "benchmarks"],
                          cwd=REPO, capture_output=True, text=True)

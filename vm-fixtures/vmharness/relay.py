@@ -49,8 +49,9 @@ def relay(host: str, port: int, log: RequestLog) -> None:
     server = socket.create_connection((host, port))
     guest_in, guest_out = 0, 1
     with server:
+        server_fd = server.fileno()  # select() over file descriptors of one type
         while True:
-            ready, _, _ = select.select([guest_in, server], [], [])
+            ready, _, _ = select.select([guest_in, server_fd], [], [])
             if guest_in in ready:
                 data = os.read(guest_in, 1 << 16)
                 if not data:
@@ -59,7 +60,7 @@ def relay(host: str, port: int, log: RequestLog) -> None:
                     break
                 log.feed(data)
                 server.sendall(data)
-            if server in ready:
+            if server_fd in ready:
                 data = server.recv(1 << 16)
                 if not data:
                     return
