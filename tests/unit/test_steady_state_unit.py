@@ -39,31 +39,29 @@ def run_condition(defaults: Path, admin: Path) -> int:
     return subprocess.run(argv, check=False).returncode
 
 
-@pytest.mark.parametrize("admin_text", [
-    None,                                                       # the image's defaults only
-    '[updates]\nstrategy = "immediate"\n',
-    '[updates]\nstrategy = "periodic"\n# strategy = "fleet_lock"\n',
-    '[updates]\nstrategy = "fleet_lock"\n' + FLEET,
-    '[updates]\n  strategy="periodic+fleet_lock"\n' + FLEET,
-    'updates = { strategy = "fleet_lock", fleet_lock = { base_url = "http://127.0.0.1:1/" } }\n',
-    'enabled = true\n',
+@pytest.mark.parametrize(("defaults_text", "admin_text"), [
+    (None, None),                                               # the image's defaults only
+    (None, '[updates]\nstrategy = "immediate"\n'),
+    (None, '[updates]\nstrategy = "periodic"\n# strategy = "fleet_lock"\n'),
+    (None, '[updates]\nstrategy = "fleet_lock"\n' + FLEET),
+    (None, '[updates]\n  strategy="periodic+fleet_lock"\n' + FLEET),
+    (None, 'updates = { strategy = "fleet_lock", '
+           'fleet_lock = { base_url = "http://127.0.0.1:1/" } }\n'),
+    (None, 'enabled = true\n'),
+    ('[updates]\nstrategy = "fleet_lock"\n' + FLEET, None),  # an image defaulting to fleet_lock
 ])
 def test_the_unit_runs_the_agent_exactly_when_a_slot_can_be_held(
-        tmp_path: Path, admin_text: str | None) -> None:
-    admin = tmp_path / "admin.toml"
+        tmp_path: Path, defaults_text: str | None, admin_text: str | None) -> None:
+    defaults, admin = DEFAULTS, tmp_path / "admin.toml"   # None: the shipped file / no file
+    if defaults_text is not None:
+        defaults = tmp_path / "defaults.toml"
+        defaults.write_text(defaults_text)
     if admin_text is not None:
         admin.write_text(admin_text)
-    strategy = load_policy(DEFAULTS, admin).strategy
-    rc = run_condition(DEFAULTS, admin)
+    strategy = load_policy(defaults, admin).strategy
+    rc = run_condition(defaults, admin)
     if strategy in HOLDS_A_SLOT:
         assert rc == 0, f"{strategy}: the steady-state report was skipped"
     else:
         # 1-254: systemd skips the unit without marking it failed.
         assert 1 <= rc <= 254, f"{strategy}: python would start for nothing (rc {rc})"
-
-
-def test_a_fleet_lock_default_in_the_image_runs_the_agent(tmp_path: Path) -> None:
-    defaults = tmp_path / "defaults.toml"
-    defaults.write_text('[updates]\nstrategy = "fleet_lock"\n' + FLEET)
-    assert load_policy(defaults, tmp_path / "absent.toml").strategy is StrategyKind.FLEET_LOCK
-    assert run_condition(defaults, tmp_path / "absent.toml") == 0
