@@ -9,9 +9,14 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from bootc_py.artifacts import build_config
+from bootc_py.errors import BootcPyError
+from bootc_py.image.cache import BlobCache
 from bootc_py.image.ref import parse_imgref
 from bootc_py.image.source import PullOptions, pull
+from bootc_py.installer import preflight
 from bootc_py.installer.preflight import summarize
 from bootc_py.lint import initramfs_contains
 
@@ -101,3 +106,60 @@ def test_initramfs_with_early_cpio() -> None:
     main = gzip.compress(b"... usr/lib/ostree/ostree-prepare-root ...")
     assert initramfs_contains(io.BytesIO(early + b"\0" * 7 + main))
     assert not initramfs_contains(io.BytesIO(early + gzip.compress(b"nothing here")))
+
+
+def _small_image(tmp_path: Path) -> str:
+    return _oci(tmp_path / "oci", [_layer([
+        ("usr/lib/os-release", "file", "ID=x\n"), ("usr/lib/modules/6.1/vmlinuz", "file", b"k"),
+        ("usr/bin/sh", "sym", "dash")])])
+
+
+def _forget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new process: nothing summarized in memory."""
+    monkeypatch.setattr(preflight, "_SUMMARIES", {})
+
+
+def test_the_summary_is_kept_in_the_cache_and_the_next_process_does_not_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = _small_image(tmp_path)
+    image = pull(parse_imgref(ref), PullOptions(cache_dir=tmp_path / "cache"))
+    first = summarize(image)
+    _forget(monkeypatch)
+    blob = image.blob_path(image.layers[0].digest)
+    good = blob.read_bytes()
+    blob.chmod(0o644)
+    blob.write_bytes(b"not a tar")  # a scan would fail now: the kept summary is what answers
+    assert summarize(image) == first
+    assert summarize(image).files["usr/lib/os-release"] == b"ID=x\n"
+    # An unreadable kept summary is scanned again (and kept again).
+    _forget(monkeypatch)
+    blob.write_bytes(good)
+    kept = BlobCache(tmp_path / "cache").summary_path(preflight.summary_key(
+        tuple(x.digest for x in image.layers)))
+    kept.write_text("{not json")
+    assert summarize(image) == first
+    assert json.loads(kept.read_text())["layers"] == [image.layers[0].digest]
+    # So is one made by another scan (its patterns or format changed): another key.
+    _forget(monkeypatch)
+    monkeypatch.setattr(preflight, "_SCAN", preflight._SCAN + "-changed")
+    blob.write_bytes(b"not a tar")
+    with pytest.raises(BootcPyError):
+        summarize(image)
+
+
+def test_a_summary_put_into_another_cache_spares_its_installer_the_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `build --type iso` does for the live root's cache (artifacts/live.py)."""
+    ref = _small_image(tmp_path)
+    image = pull(parse_imgref(ref), PullOptions(cache_dir=tmp_path / "build-cache"))
+    live_cache = tmp_path / "live-root/var/lib/bootc-py/cache"
+    preflight.keep_summary(image, live_cache)
+    _forget(monkeypatch)
+    live = pull(parse_imgref(ref), PullOptions(cache_dir=live_cache))
+    blob = live.blob_path(live.layers[0].digest)
+    blob.chmod(0o644)
+    blob.write_bytes(b"not a tar")
+    assert summarize(live).symlinks == {"usr/bin/sh": "dash"}
+    # `image prune` drops kept summaries with the blobs (they are made again on demand).
+    BlobCache(live_cache).prune(everything=True)
+    assert not any((live_cache / "summaries").iterdir())

@@ -45,6 +45,9 @@ def build_iso(sample_images: SampleImages, out: Path, *args: str) -> Path:
     live_root = squashfs_listing(iso, out / "squashfs.img")
     assert "/etc/systemd/system/multi-user.target.wants/bootc-py-live-install.service" \
         in live_root
+    # The payload's preflight summary, for the live installer (which then does not scan again).
+    assert [p for p in live_root if p.startswith("/var/lib/bootc-py/cache/summaries/")
+            and p.endswith(".json")], sorted(p for p in live_root if "bootc-py" in p)
     # dracut ran beside mksquashfs, on an overlay of the tree: nothing it wrote is in the root.
     assert not [p for p in live_root if "95bootc-py-live" in p or p.startswith(
         ("/tmp/", "/var/tmp/dracut"))], live_root
@@ -80,6 +83,7 @@ def assert_live_install(serial: str, disk: str, kickstart: str, finish: str) -> 
     assert "bootc-py live installer: starting" in serial, serial[-4000:]
     assert f"kickstart: {kickstart}" in serial
     assert f"bootc-py live installer: installed onto {disk}" in serial, serial[-4000:]
+    assert ": kept from an earlier scan" in serial  # the summary the build put in the live root
     assert f"bootc-py live installer: {finish}" in serial
 
 

@@ -82,6 +82,7 @@ def test_pxe_bundle_over_http_installs_and_the_disk_boots(
     assert "bootc-py live installer: starting" in serial, serial[-4000:]
     assert "kickstart: built-in default" in serial
     assert "bootc-py live installer: installed onto /dev/vda" in serial, serial[-4000:]
+    assert ": kept from an earlier scan" in serial  # the payload's summary, made by the build
 
     facts = boot_check(Drive(disk), firmware="bios", name="pxe-installed", last=True)
     assert facts["variant"] == "v1"

@@ -28,10 +28,11 @@ from bootc_py.artifacts.oci_payload import write_payload
 from bootc_py.artifacts.scratch import scratch_space
 from bootc_py.disk.mount import Mount
 from bootc_py.errors import ArtifactError, UsageError
+from bootc_py.image.cache import DEFAULT_CACHE_DIR
 from bootc_py.image.flatten import unpack
 from bootc_py.image.source import Image
 from bootc_py.installer import config as install_config
-from bootc_py.installer.preflight import summarize
+from bootc_py.installer.preflight import keep_summary, summarize
 from bootc_py.run import run
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,8 @@ def live_system(image: Image, work: Path, extra: int = 0) -> Iterator[LiveSystem
         rootfs = space / "rootfs"
         unpack(image, rootfs)
         check_image(rootfs, str(image.ref))
+        # The live installer's preflight of the payload (these layers) need not scan again.
+        keep_summary(image, rootfs / DEFAULT_CACHE_DIR.relative_to("/"))
         kver, kernel = _kernel(rootfs, str(image.ref))
         _add_live_unit(rootfs)
         yield LiveSystem(rootfs=rootfs, kernel=kernel, kver=kver, scratch=space)

@@ -6,6 +6,8 @@ Layout under the cache root:
     tmp/<algo>-<hex>.partial  a download in progress, kept after a network failure to resume
     locks/<algo>-<hex>.lock   per-blob flock: one writer per blob across processes
     images/<key>.json      which image (reference -> manifest digest) was pulled, for list/prune
+    summaries/<key>.json   what was derived from an image's layers (installer/preflight.py), by
+                           the layer digests: worth keeping, cheap to lose (prune drops them)
     cache.lock             shared by pulls and by every process using a pulled image (until it
                            exits), exclusive for prune
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("/var/lib/bootc-py/cache")
 ENV_CACHE_DIR = "BOOTC_PY_CACHE_DIR"
+SUMMARIES = "summaries"
 _CHUNK = 1 << 20
 
 
@@ -325,6 +328,33 @@ class BlobCache:
         tmp.write_text(json.dumps(rec.to_json(), indent=1) + "\n")
         os.replace(tmp, path)
 
+    def summary_path(self, key: str) -> Path:
+        return self.root / SUMMARIES / f"{key}.json"
+
+    def put_summary(self, key: str, doc: dict[str, Any]) -> None:
+        """Keep `doc` under `key`; a cache that cannot be written only loses the shortcut."""
+        path = self.summary_path(key)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.info("not keeping the image summary in %s: %s", path.parent, exc.strerror)
+
+    def summary(self, key: str) -> dict[str, Any] | None:
+        """The document kept under `key`, or None (none, or unreadable: made again)."""
+        path = self.summary_path(key)
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable image summary %s: %s", path, exc)
+            return None
+        return doc if isinstance(doc, dict) else None
+
     def lookup(self, ref: str) -> ImageRecord | None:
         path = self._record_path(ref)
         return _load_record(path) if path.is_file() else None
@@ -359,8 +389,8 @@ class BlobCache:
                     freed += blob.lstat().st_size
                     blob.unlink()
                     count += 1
-            for sub in ("tmp", "locks"):
-                for f in (self.root / sub).iterdir():
+            for sub in ("tmp", "locks", SUMMARIES):
+                for f in (self.root / sub).iterdir() if (self.root / sub).is_dir() else []:
                     freed += f.lstat().st_size
                     if f.is_dir():
                         shutil.rmtree(f)

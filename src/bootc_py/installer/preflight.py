@@ -2,20 +2,32 @@
 
 One streaming pass over the layer tars (headers, plus the few small files worth capturing)
 gives the unpacked size, the kernels, the install configuration and what the lint checks look
-at, so a bad image is refused before the target disk is touched.
+at, so a bad image is refused before the target disk is touched. The summary is kept in the
+blob cache by the layers' digests: the next install or build from that cache, and the live
+installer of a medium built with it, skip the pass (the sample image's: 2.6 s on a host, about
+22 s under TCG, most of it decompressing the OS layer).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
+import hashlib
 import io
+import json
+import logging
 import posixpath
 from collections.abc import Generator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bootc_py import __version__
 from bootc_py.artifacts.build_config import EMBEDDED as BIB_CONFIG
+from bootc_py.image import digest as dg
+from bootc_py.image.cache import BlobCache
 from bootc_py.image.source import Image
 from bootc_py.image.tarstream import (
     DIR,
@@ -29,6 +41,8 @@ from bootc_py.image.tarstream import (
     sniff,
 )
 from bootc_py.lint import initramfs_contains
+
+log = logging.getLogger(__name__)
 
 # Small files worth capturing for planning: install configuration, kargs.d, os-release.
 CAPTURE = (
@@ -120,14 +134,65 @@ class _Tree:
 
 # Summaries this process made, by the image's layers (content-addressed and verified blobs).
 _SUMMARIES: dict[tuple[str, ...], ImageSummary] = {}
+# What a kept summary depends on besides the layers: a change to the scan makes a new key
+# (the leading number: bump it when the scan itself, not only its patterns, changes).
+_SCAN = json.dumps([1, __version__, CAPTURE, CAPTURE_MAX, INITRAMFS, INITRAMFS_MAX])
 
 
 def summarize(image: Image) -> ImageSummary:
-    """The image's summary; a second call for the same layers reuses the first pass."""
-    key = tuple(layer.digest for layer in image.layers)
-    if key not in _SUMMARIES:
-        _SUMMARIES[key] = _summarize(image)
-    return _SUMMARIES[key]
+    """The image's summary. A second call for the same layers reuses the first pass; so does
+    a later process with the same blob cache (or a live installer whose build put the summary
+    into its cache: `keep_summary`), since a summary is a function of the verified layers."""
+    layers = tuple(layer.digest for layer in image.layers)
+    if layers not in _SUMMARIES:
+        cache = BlobCache(image.cache_dir)
+        kept = _from_doc(cache.summary(summary_key(layers)), layers)
+        if kept is not None:
+            log.info("image summary of %s: kept from an earlier scan", dg.short(
+                image.manifest_digest))
+        else:
+            kept = _summarize(image)
+            cache.put_summary(summary_key(layers), _to_doc(kept, layers))
+        _SUMMARIES[layers] = kept
+    return _SUMMARIES[layers]
+
+
+def summary_key(layers: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join((_SCAN, *layers)).encode()).hexdigest()
+
+
+def keep_summary(image: Image, cache_root: Path) -> None:
+    """Put the image's summary into the blob cache at `cache_root` (another system's: the
+    live root of an installer medium), so an install from that cache does not scan again."""
+    layers = tuple(layer.digest for layer in image.layers)
+    BlobCache(cache_root).put_summary(summary_key(layers), _to_doc(summarize(image), layers))
+
+
+def _to_doc(summary: ImageSummary, layers: tuple[str, ...]) -> dict[str, Any]:
+    return {"layers": list(layers), "unpacked_bytes": summary.unpacked_bytes,
+            "entries": dict(summary.entries),
+            "files": {k: base64.b64encode(v).decode() for k, v in summary.files.items()},
+            "symlinks": dict(summary.symlinks), "initramfs_ok": dict(summary.initramfs_ok)}
+
+
+def _from_doc(doc: dict[str, Any] | None, layers: tuple[str, ...]) -> ImageSummary | None:
+    """A kept summary, if it is one for these layers and whole; else None (scan again)."""
+    if doc is None or doc.get("layers") != list(layers):
+        return None
+    try:
+        entries, files = doc["entries"], doc["files"]
+        symlinks, initramfs_ok = doc["symlinks"], doc["initramfs_ok"]
+        if not (isinstance(entries, dict) and isinstance(files, dict)
+                and isinstance(symlinks, dict) and isinstance(initramfs_ok, dict)):
+            return None
+        return ImageSummary(
+            unpacked_bytes=int(doc["unpacked_bytes"]),
+            entries={str(k): str(v) for k, v in entries.items()},
+            files={str(k): base64.b64decode(str(v), validate=True) for k, v in files.items()},
+            symlinks={str(k): str(v) for k, v in symlinks.items()},
+            initramfs_ok={str(k): bool(v) for k, v in initramfs_ok.items()})
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
 
 
 def _summarize(image: Image) -> ImageSummary:
