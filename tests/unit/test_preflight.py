@@ -8,17 +8,24 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bootc_py.artifacts import build_config
-from bootc_py.errors import BootcPyError
+from bootc_py.artifacts import build_config, live
+from bootc_py.errors import BootcPyError, LintError
 from bootc_py.image.cache import BlobCache
 from bootc_py.image.ref import parse_imgref
-from bootc_py.image.source import PullOptions, pull
+from bootc_py.image.source import Image, PullOptions, pull
 from bootc_py.installer import preflight
 from bootc_py.installer.preflight import summarize
 from bootc_py.lint import initramfs_contains
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test as its own process: the same layers in another test's cache are not known."""
+    monkeypatch.setattr(preflight, "_SUMMARIES", {})
 
 
 def _layer(members: list[tuple[str, str, bytes | str]]) -> bytes:
@@ -141,7 +148,7 @@ def test_the_summary_is_kept_in_the_cache_and_the_next_process_does_not_scan(
     assert json.loads(kept.read_text())["layers"] == [image.layers[0].digest]
     # So is one made by another scan (its patterns or format changed): another key.
     _forget(monkeypatch)
-    monkeypatch.setattr(preflight, "_SCAN", preflight._SCAN + "-changed")
+    monkeypatch.setattr(preflight, "_scan_id", lambda: "another bootc-py's scan")
     blob.write_bytes(b"not a tar")
     with pytest.raises(BootcPyError):
         summarize(image)
@@ -163,3 +170,91 @@ def test_a_summary_put_into_another_cache_spares_its_installer_the_scan(
     # `image prune` drops kept summaries with the blobs (they are made again on demand).
     BlobCache(live_cache).prune(everything=True)
     assert not any((live_cache / "summaries").iterdir())
+
+
+def _kept(image: Image) -> Path:
+    return BlobCache(image.cache_dir).summary_path(
+        preflight.summary_key(tuple(x.digest for x in image.layers)))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: {**d, "layers": ["sha256:" + "0" * 64]},          # another image's
+    lambda d: {**d, "unpacked_bytes": True},                    # a bool is not a size
+    lambda d: {**d, "unpacked_bytes": -1},
+    lambda d: {**d, "initramfs_ok": {"usr/lib/modules/6.1/initramfs.img": "false"}},
+    lambda d: {**d, "entries": {"usr": "device"}},
+    lambda d: {k: v for k, v in d.items() if k != "files"},     # partial
+    lambda d: {**d, "files": {"usr/lib/os-release": "not base64!"}},
+    lambda d: "[" * 100000 + "]" * 100000,                      # nested past the recursion limit
+    lambda d: json.dumps(d).replace('"unpacked_bytes":', '"unpacked_bytes":Infinity,"x":'),
+])
+def test_a_kept_summary_that_is_not_whole_and_this_images_is_scanned_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Any) -> None:
+    image = pull(parse_imgref(_small_image(tmp_path)),
+                 PullOptions(cache_dir=tmp_path / "cache"))
+    first = summarize(image)
+    kept = _kept(image)
+    bad = damage(json.loads(kept.read_text()))
+    kept.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    _forget(monkeypatch)
+    assert summarize(image) == first
+    assert json.loads(kept.read_text())["layers"] == [image.layers[0].digest]
+
+
+def test_an_unwritable_cache_only_loses_the_shortcut(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = pull(parse_imgref(_small_image(tmp_path)),
+                 PullOptions(cache_dir=tmp_path / "cache"))
+    (tmp_path / "cache/summaries").write_text("a file where the directory would go")
+    assert summarize(image).symlinks == {"usr/bin/sh": "dash"}
+
+
+def test_prune_keeps_the_summaries_of_the_images_it_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    image = pull(parse_imgref(_small_image(tmp_path)), PullOptions(cache_dir=cache))
+    summarize(image)
+    stale = BlobCache(cache).summary_path("0" * 64)
+    stale.write_text(json.dumps({"layers": ["sha256:" + "1" * 64]}))
+    BlobCache(cache).prune()
+    assert _kept(image).is_file() and not stale.exists()
+    BlobCache(cache).prune(everything=True)
+    assert not _kept(image).exists()
+
+
+def test_the_live_root_summary_never_follows_the_images_symlinks_out_of_it(
+        tmp_path: Path) -> None:
+    image = pull(parse_imgref(_small_image(tmp_path)),
+                 PullOptions(cache_dir=tmp_path / "cache"))
+    outside = tmp_path / "host-var-lib"
+    outside.mkdir()
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "var").mkdir(parents=True)
+    (rootfs / "var/lib").symlink_to(outside)  # an image's absolute symlink, seen from the host
+    live._keep_summary(image, rootfs)
+    assert list(outside.iterdir()) == []
+    (rootfs / "var/lib").unlink()
+    live._keep_summary(image, rootfs)
+    assert list((rootfs / "var/lib/bootc-py/cache/summaries").glob("*.json"))
+
+
+def test_the_live_unit_and_the_pxe_medium_stay_inside_the_live_root(tmp_path: Path) -> None:
+    outside = tmp_path / "host"
+    outside.mkdir()
+    rootfs = tmp_path / "rootfs"
+    units = rootfs / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / live.LIVE_UNIT).symlink_to(outside / "written-through")  # dangling
+    (rootfs / "etc").mkdir()
+    (rootfs / "etc/systemd").symlink_to(outside)
+    with pytest.raises(LintError, match="/etc/systemd as a symlink"):
+        live._add_live_unit(rootfs)
+    assert list(outside.iterdir()) == []
+    (rootfs / "usr/lib/bootc-py").mkdir(parents=True)
+    (rootfs / "usr/lib/bootc-py/medium").symlink_to(outside)
+    medium = live.fresh_dir(rootfs, live.IN_LIVE_ROOT)
+    assert medium.is_dir() and not medium.is_symlink() and list(outside.iterdir()) == []
+    (rootfs / "usr/lib/bootc-py").rename(rootfs / "usr/lib/old")
+    (rootfs / "usr/lib/bootc-py").symlink_to(outside)
+    with pytest.raises(LintError):
+        live.fresh_dir(rootfs, live.IN_LIVE_ROOT)

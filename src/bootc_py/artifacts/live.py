@@ -27,13 +27,14 @@ from bootc_py import log as steplog
 from bootc_py.artifacts.oci_payload import write_payload
 from bootc_py.artifacts.scratch import scratch_space
 from bootc_py.disk.mount import Mount
-from bootc_py.errors import ArtifactError, UsageError
-from bootc_py.image.cache import DEFAULT_CACHE_DIR
+from bootc_py.errors import ArtifactError, LintError, UsageError
+from bootc_py.image.cache import DEFAULT_CACHE_DIR, SUMMARIES
 from bootc_py.image.flatten import unpack
 from bootc_py.image.source import Image
 from bootc_py.installer import config as install_config
 from bootc_py.installer.preflight import keep_summary, summarize
 from bootc_py.run import run
+from bootc_py.store.layout import no_symlink_parents
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +128,41 @@ def check_image(rootfs: Path, ref: str) -> None:
 
 
 def _add_live_unit(rootfs: Path) -> None:
-    """The image's own unit when it ships one; else this bootc-py's, enabled."""
-    unit = rootfs / "usr/lib/systemd/system" / LIVE_UNIT
-    if not unit.exists():
+    """The image's own unit when it ships one; else this bootc-py's, enabled. (The tree is
+    the image's: no write may follow one of its symlinks out of it.)"""
+    unit = no_symlink_parents(rootfs, f"usr/lib/systemd/system/{LIVE_UNIT}")
+    if not (unit.is_symlink() or unit.exists()):
         unit.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(UNIT_SOURCE, unit)
-    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / LIVE_UNIT
+    link = no_symlink_parents(rootfs, f"etc/systemd/system/multi-user.target.wants/{LIVE_UNIT}")
+    link.parent.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
         link.symlink_to(f"/usr/lib/systemd/system/{LIVE_UNIT}")
+
+
+def fresh_dir(rootfs: Path, rel: str) -> Path:
+    """rootfs/rel as a new empty directory, whatever the image had there, reached through
+    real directories only."""
+    path = no_symlink_parents(rootfs, rel)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _keep_summary(image: Image, rootfs: Path) -> None:
+    """The payload's preflight summary into the live root's cache: the live installer's
+    preflight of these layers need not scan again. Only a shortcut: skipped, not refused,
+    where the image has a symlink on the way."""
+    cache = DEFAULT_CACHE_DIR.relative_to("/")
+    try:
+        no_symlink_parents(rootfs, f"{cache}/{SUMMARIES}/x")
+    except LintError as exc:
+        log.info("not keeping the image summary in the live root: %s", exc)
+        return
+    keep_summary(image, rootfs / cache)
 
 
 def _build_initrd(live: LiveSystem, out: Path) -> None:
@@ -220,8 +246,7 @@ def live_system(image: Image, work: Path, extra: int = 0) -> Iterator[LiveSystem
         rootfs = space / "rootfs"
         unpack(image, rootfs)
         check_image(rootfs, str(image.ref))
-        # The live installer's preflight of the payload (these layers) need not scan again.
-        keep_summary(image, rootfs / DEFAULT_CACHE_DIR.relative_to("/"))
+        _keep_summary(image, rootfs)
         kver, kernel = _kernel(rootfs, str(image.ref))
         _add_live_unit(rootfs)
         yield LiveSystem(rootfs=rootfs, kernel=kernel, kver=kver, scratch=space)

@@ -75,7 +75,8 @@ def build_pxe(image: Image, output: Path, opts: MediaOptions) -> Path:
         with livesys.live_system(image, work, extra) as live:
             shutil.copyfile(live.kernel, bundle / "vmlinuz")
             # Into the tree before dracut's overlay of it is mounted: it must not change after.
-            livesys.write_medium(image, live.rootfs / IN_LIVE_ROOT, opts)
+            livesys.write_medium(image, livesys.fresh_dir(live.rootfs, IN_LIVE_ROOT),
+                                 opts)
             with livesys.initrd_alongside(live, bundle / "initrd.img"):
                 title = image.labels.get("org.opencontainers.image.title") or str(image.ref)
                 (bundle / "boot.ipxe").write_text(render_ipxe(opts.live_kargs))

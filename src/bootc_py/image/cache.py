@@ -334,14 +334,19 @@ class BlobCache:
     def put_summary(self, key: str, doc: dict[str, Any]) -> None:
         """Keep `doc` under `key`; a cache that cannot be written only loses the shortcut."""
         path = self.summary_path(key)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
+            with open(fd, "w") as f:
+                json.dump(doc, f, separators=(",", ":"))
             os.replace(tmp, path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            log.info("not keeping the image summary in %s: %s", path.parent, exc.strerror)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.info("not keeping the image summary in %s: %s", path.parent,
+                     exc.strerror or exc)
 
     def summary(self, key: str) -> dict[str, Any] | None:
         """The document kept under `key`, or None (none, or unreadable: made again)."""
@@ -350,7 +355,7 @@ class BlobCache:
             doc = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("ignoring unreadable image summary %s: %s", path, exc)
             return None
         return doc if isinstance(doc, dict) else None
@@ -389,14 +394,25 @@ class BlobCache:
                     freed += blob.lstat().st_size
                     blob.unlink()
                     count += 1
-            for sub in ("tmp", "locks", SUMMARIES):
-                for f in (self.root / sub).iterdir() if (self.root / sub).is_dir() else []:
+            self._prune_summaries(keep)
+            for sub in ("tmp", "locks"):
+                for f in (self.root / sub).iterdir():
                     freed += f.lstat().st_size
                     if f.is_dir():
                         shutil.rmtree(f)
                     else:
                         f.unlink()
             return PruneResult(count, freed, removed_images)
+
+
+    def _prune_summaries(self, keep: set[str]) -> None:
+        """Summaries of layers the cache no longer holds go (made again if needed)."""
+        d = self.root / SUMMARIES
+        for f in d.iterdir() if d.is_dir() else []:
+            doc = self.summary(f.stem) if f.suffix == ".json" else None
+            layers = doc.get("layers") if doc is not None else None
+            if not (isinstance(layers, list) and layers and all(x in keep for x in layers)):
+                f.unlink(missing_ok=True)
 
 
 def _load_record(path: Path) -> ImageRecord | None:

@@ -11,12 +11,12 @@ installer of a medium built with it, skip the pass (the sample image's: 2.6 s on
 from __future__ import annotations
 
 import base64
-import binascii
 import fnmatch
+import functools
 import hashlib
 import io
-import json
 import logging
+import os
 import posixpath
 from collections.abc import Generator, Mapping
 from contextlib import closing
@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootc_py import __version__
+from bootc_py import __version__, lint
+from bootc_py.artifacts import build_config
 from bootc_py.artifacts.build_config import EMBEDDED as BIB_CONFIG
 from bootc_py.image import digest as dg
+from bootc_py.image import tarstream
 from bootc_py.image.cache import BlobCache
 from bootc_py.image.source import Image
 from bootc_py.image.tarstream import (
@@ -134,9 +136,20 @@ class _Tree:
 
 # Summaries this process made, by the image's layers (content-addressed and verified blobs).
 _SUMMARIES: dict[tuple[str, ...], ImageSummary] = {}
-# What a kept summary depends on besides the layers: a change to the scan makes a new key
-# (the leading number: bump it when the scan itself, not only its patterns, changes).
-_SCAN = json.dumps([1, __version__, CAPTURE, CAPTURE_MAX, INITRAMFS, INITRAMFS_MAX])
+
+
+@functools.cache
+def _scan_id() -> str:
+    """What a kept summary depends on besides the layers: this scan's code (this module, the
+    tar reader, the initramfs check, the config.toml paths) and version. Any change to them
+    makes a new key, so a summary is only used by a bootc-py that would make the same one."""
+    h = hashlib.sha256(__version__.encode())
+    for module in (__file__, tarstream.__file__, lint.__file__, build_config.__file__):
+        try:
+            h.update(Path(module).read_bytes())
+        except OSError:  # no source to read (a frozen build): never reuse a summary
+            h.update(os.urandom(16))
+    return h.hexdigest()
 
 
 def summarize(image: Image) -> ImageSummary:
@@ -158,7 +171,7 @@ def summarize(image: Image) -> ImageSummary:
 
 
 def summary_key(layers: tuple[str, ...]) -> str:
-    return hashlib.sha256("\n".join((_SCAN, *layers)).encode()).hexdigest()
+    return hashlib.sha256("\n".join((_scan_id(), *layers)).encode()).hexdigest()
 
 
 def keep_summary(image: Image, cache_root: Path) -> None:
@@ -180,19 +193,27 @@ def _from_doc(doc: dict[str, Any] | None, layers: tuple[str, ...]) -> ImageSumma
     if doc is None or doc.get("layers") != list(layers):
         return None
     try:
-        entries, files = doc["entries"], doc["files"]
-        symlinks, initramfs_ok = doc["symlinks"], doc["initramfs_ok"]
-        if not (isinstance(entries, dict) and isinstance(files, dict)
-                and isinstance(symlinks, dict) and isinstance(initramfs_ok, dict)):
+        size = doc["unpacked_bytes"]
+        entries, files = _str_map(doc["entries"]), _str_map(doc["files"])
+        symlinks, initramfs_ok = _str_map(doc["symlinks"]), doc["initramfs_ok"]
+        if (type(size) is not int or size < 0 or entries is None or files is None
+                or symlinks is None or not isinstance(initramfs_ok, dict)
+                or not all(type(v) is bool for v in initramfs_ok.values())
+                or not set(entries.values()) <= {"file", "dir", "symlink", "other"}):
             return None
         return ImageSummary(
-            unpacked_bytes=int(doc["unpacked_bytes"]),
-            entries={str(k): str(v) for k, v in entries.items()},
-            files={str(k): base64.b64decode(str(v), validate=True) for k, v in files.items()},
-            symlinks={str(k): str(v) for k, v in symlinks.items()},
-            initramfs_ok={str(k): bool(v) for k, v in initramfs_ok.items()})
-    except (KeyError, TypeError, ValueError, binascii.Error):
+            unpacked_bytes=size, entries=entries,
+            files={k: base64.b64decode(v, validate=True) for k, v in files.items()},
+            symlinks=symlinks, initramfs_ok={str(k): v for k, v in initramfs_ok.items()})
+    except (KeyError, ValueError):  # binascii.Error is a ValueError
         return None
+
+
+def _str_map(value: object) -> dict[str, str] | None:
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                       for k, v in value.items()):
+        return value
+    return None
 
 
 def _summarize(image: Image) -> ImageSummary:

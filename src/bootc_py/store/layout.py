@@ -59,7 +59,7 @@ def find_kernel(root: Path) -> KernelInfo:
                       f"usr/lib/modules/{kver}/initramfs.img")
 
 
-def _no_symlink_parents(root: Path, rel: str) -> Path:
+def no_symlink_parents(root: Path, rel: str) -> Path:
     """root/rel, refusing a path whose parent directories inside root include a symlink.
 
     The tree comes from an untrusted image: a symlinked parent could redirect a rename or a
@@ -128,7 +128,7 @@ def to_ostree_layout(root: Path) -> KernelInfo:
     """Rearrange `root` in place into the ostree layout; returns the kernel found."""
     for rel in ("usr/lib/modules/x", TMPFILES_NAME, DPKG_DB, "var/lib/dpkg", "usr/etc",
                 "usr/local"):
-        _no_symlink_parents(root, rel)
+        no_symlink_parents(root, rel)
     kernel = find_kernel(root)
     etc, usr_etc = root / "etc", root / "usr/etc"
     if _is_real_dir(usr_etc) and _is_real_dir(etc):
