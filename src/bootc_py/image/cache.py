@@ -404,7 +404,6 @@ class BlobCache:
                         f.unlink()
             return PruneResult(count, freed, removed_images)
 
-
     def _prune_summaries(self, keep: set[str]) -> None:
         """Summaries of layers the cache no longer holds go (made again if needed)."""
         d = self.root / SUMMARIES
