@@ -22,10 +22,15 @@ from bootc_py.installer.preflight import summarize
 from bootc_py.lint import initramfs_contains
 
 
+def _forget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new process: nothing summarized in memory."""
+    monkeypatch.setattr(preflight, "_SUMMARIES", {})
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test as its own process: the same layers in another test's cache are not known."""
-    monkeypatch.setattr(preflight, "_SUMMARIES", {})
+    _forget(monkeypatch)
 
 
 def _layer(members: list[tuple[str, str, bytes | str]]) -> bytes:
@@ -121,9 +126,9 @@ def _small_image(tmp_path: Path) -> str:
         ("usr/bin/sh", "sym", "dash")])])
 
 
-def _forget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new process: nothing summarized in memory."""
-    monkeypatch.setattr(preflight, "_SUMMARIES", {})
+def _kept(image: Image) -> Path:
+    return BlobCache(image.cache_dir).summary_path(
+        preflight.summary_key(tuple(x.digest for x in image.layers)))
 
 
 def test_the_summary_is_kept_in_the_cache_and_the_next_process_does_not_scan(
@@ -141,8 +146,7 @@ def test_the_summary_is_kept_in_the_cache_and_the_next_process_does_not_scan(
     # An unreadable kept summary is scanned again (and kept again).
     _forget(monkeypatch)
     blob.write_bytes(good)
-    kept = BlobCache(tmp_path / "cache").summary_path(preflight.summary_key(
-        tuple(x.digest for x in image.layers)))
+    kept = _kept(image)
     kept.write_text("{not json")
     assert summarize(image) == first
     assert json.loads(kept.read_text())["layers"] == [image.layers[0].digest]
@@ -172,11 +176,6 @@ def test_a_summary_put_into_another_cache_spares_its_installer_the_scan(
     assert not any((live_cache / "summaries").iterdir())
 
 
-def _kept(image: Image) -> Path:
-    return BlobCache(image.cache_dir).summary_path(
-        preflight.summary_key(tuple(x.digest for x in image.layers)))
-
-
 @pytest.mark.parametrize("damage", [
     lambda d: {**d, "layers": ["sha256:" + "0" * 64]},          # another image's
     lambda d: {**d, "unpacked_bytes": True},                    # a bool is not a size
@@ -201,16 +200,14 @@ def test_a_kept_summary_that_is_not_whole_and_this_images_is_scanned_again(
     assert json.loads(kept.read_text())["layers"] == [image.layers[0].digest]
 
 
-def test_an_unwritable_cache_only_loses_the_shortcut(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_cache_only_loses_the_shortcut(tmp_path: Path) -> None:
     image = pull(parse_imgref(_small_image(tmp_path)),
                  PullOptions(cache_dir=tmp_path / "cache"))
     (tmp_path / "cache/summaries").write_text("a file where the directory would go")
     assert summarize(image).symlinks == {"usr/bin/sh": "dash"}
 
 
-def test_prune_keeps_the_summaries_of_the_images_it_keeps(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_keeps_the_summaries_of_the_images_it_keeps(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     image = pull(parse_imgref(_small_image(tmp_path)), PullOptions(cache_dir=cache))
     summarize(image)

@@ -156,18 +156,22 @@ def summarize(image: Image) -> ImageSummary:
     """The image's summary. A second call for the same layers reuses the first pass; so does
     a later process with the same blob cache (or a live installer whose build put the summary
     into its cache: `keep_summary`), since a summary is a function of the verified layers."""
-    layers = tuple(layer.digest for layer in image.layers)
+    layers = _layers(image)
     if layers not in _SUMMARIES:
-        cache = BlobCache(image.cache_dir)
-        kept = _from_doc(cache.summary(summary_key(layers)), layers)
+        cache, key = BlobCache(image.cache_dir), summary_key(layers)
+        kept = _from_doc(cache.summary(key), layers)
         if kept is not None:
             log.info("image summary of %s: kept from an earlier scan", dg.short(
                 image.manifest_digest))
         else:
             kept = _summarize(image)
-            cache.put_summary(summary_key(layers), _to_doc(kept, layers))
+            cache.put_summary(key, _to_doc(kept, layers))
         _SUMMARIES[layers] = kept
     return _SUMMARIES[layers]
+
+
+def _layers(image: Image) -> tuple[str, ...]:
+    return tuple(layer.digest for layer in image.layers)
 
 
 def summary_key(layers: tuple[str, ...]) -> str:
@@ -177,7 +181,7 @@ def summary_key(layers: tuple[str, ...]) -> str:
 def keep_summary(image: Image, cache_root: Path) -> None:
     """Put the image's summary into the blob cache at `cache_root` (another system's: the
     live root of an installer medium), so an install from that cache does not scan again."""
-    layers = tuple(layer.digest for layer in image.layers)
+    layers = _layers(image)
     BlobCache(cache_root).put_summary(summary_key(layers), _to_doc(summarize(image), layers))
 
 
